@@ -1,0 +1,19 @@
+"""optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
+
+from optax_rmsprop._rmsprop import rmsprop as rmsprop
+from optax_rmsprop._scale_by_rms import ScaleByRmsState as ScaleByRmsState
+from optax_rmsprop._scale_by_rms import scale_by_rms as scale_by_rms
+from optax_rmsprop._transforms import (
+    add_decoupled_weight_decay as add_decoupled_weight_decay,
+)
+from optax_rmsprop._transforms import momentum as momentum
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ScaleByRmsState",
+    "add_decoupled_weight_decay",
+    "momentum",
+    "rmsprop",
+    "scale_by_rms",
+)

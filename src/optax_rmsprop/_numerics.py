@@ -1,0 +1,54 @@
+"""Dtype handling shared by the transforms: promote to compute, saturate back."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def compute_dtype(dtype) -> np.dtype:
+  """The dtype arithmetic runs in: at least float32 (float16/bfloat16 promote).
+
+  Low-precision inputs are promoted because ε (1e-8) underflows to 0 in
+  float16 and |g|² overflows at |g| > 256 (optax#1784).
+  """
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def real_dtype(dtype) -> np.dtype:
+  """The real counterpart of ``dtype`` (complex64 -> float32)."""
+  return np.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+  """|x|² elementwise, real-valued; ``x ** 2`` for real x (the op optax uses)."""
+  if jnp.iscomplexobj(x):
+    return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+  return x**2
+
+
+def saturating_cast(x: jax.Array, dtype) -> jax.Array:
+  """Casts ``x`` to ``dtype``, clipping to its finite range instead of ±inf.
+
+  NaN stays NaN (so ``optax.apply_if_finite`` still sees it). Values that are
+  already in range are unchanged, bit for bit.
+  """
+  dtype = jnp.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.inexact):
+    return x.astype(dtype)
+  big = np.finfo(dtype).max
+  if jnp.iscomplexobj(x):
+    re = jnp.clip(jnp.real(x), -big, big)
+    im = jnp.clip(jnp.imag(x), -big, big)
+    return jax.lax.complex(re, im).astype(dtype)
+  return jnp.clip(x, -big, big).astype(dtype)
+
+
+def smallest_normal(dtype) -> float:
+  """Smallest positive normal number of ``dtype``: a floor for denominators.
+
+  Flushing-to-zero hardware turns a subnormal ε into 0, and ``0 · rsqrt(0)``
+  is NaN; flooring at the smallest normal keeps a zero gradient's update 0.
+  """
+  return float(np.finfo(real_dtype(dtype)).tiny)

@@ -1,0 +1,134 @@
+"""Small transforms that `rmsprop` chains around `scale_by_rms`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import jax
+import optax
+
+from optax_rmsprop import _numerics
+from optax_rmsprop import _validation
+
+
+def keep_state_dtypes(
+    inner: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """Wraps ``inner`` so that its state leaves keep their init dtypes.
+
+  ``optax.trace`` without ``accumulator_dtype`` promotes its buffer when the
+  gradients are wider than the params (bfloat16 params, float32 grads), which
+  changes the state's type after one step and forces a recompile.
+  """
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates, new_state = inner.update(updates, state, params, **extra_args)
+    new_state = jax.tree.map(
+        lambda new, old: _numerics.saturating_cast(new, old.dtype)
+        if hasattr(old, "dtype") and new.dtype != old.dtype
+        else new,
+        new_state,
+        state,
+    )
+    return updates, new_state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
+def momentum(
+    decay: jax.typing.ArrayLike,
+    nesterov: bool = False,
+    accumulator_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+  r"""Heavy-ball (or Nesterov) momentum: ``optax.trace`` with a stable dtype.
+
+  .. math::
+
+    m_t \leftarrow u_t + \beta\, m_{t-1}, \qquad
+    u'_t \leftarrow m_t \text{ (or } u_t + \beta\, m_t \text{ if nesterov)}
+
+  Args:
+    decay: :math:`\beta`, in [0, 1).
+    nesterov: Whether to return the Nesterov look-ahead.
+    accumulator_dtype: Storage dtype of :math:`m`; None keeps the params'.
+
+  Returns:
+    An :class:`optax.GradientTransformation` whose state is
+    :class:`optax.TraceState`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_rmsprop
+    >>> tx = optax_rmsprop.momentum(0.5)
+    >>> state = tx.init(jnp.zeros(1))
+    >>> for _ in range(2):
+    ...   u, state = tx.update(jnp.ones(1), state)
+    >>> u
+    Array([1.5], dtype=float32)
+
+  References:
+    Polyak, `Some methods of speeding up the convergence of iteration methods
+    <https://doi.org/10.1016/0041-5553(64)90137-5>`_, 1964.
+  """
+  _validation.check_interval("momentum", decay, 0.0, 1.0, high_open=True)
+  return keep_state_dtypes(optax.trace(decay, nesterov, accumulator_dtype))
+
+
+def add_decoupled_weight_decay(
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: jax.typing.ArrayLike,
+    mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
+) -> optax.GradientTransformation:
+  r"""Adds the lr-scaled decay step :math:`-\eta_t \lambda p` to the updates.
+
+  .. math::
+
+    u'_t \leftarrow u_t - \eta_t \lambda\, p_{t-1}
+
+  This is AdamW's decoupled decay, placed *after* momentum so the decay term
+  never enters the momentum buffer and is never divided by the RMS. It is what
+  Keras 3 does (``p -= p·λ·η`` before each step) and timm's
+  ``decoupled_decay``. :math:`\eta_t` follows the schedule's count, like
+  :func:`optax.scale_by_learning_rate`, which this reuses.
+
+  Args:
+    learning_rate: :math:`\eta`, a float or an optax schedule.
+    weight_decay: :math:`\lambda` >= 0.
+    mask: Tree of booleans (or a function of the params returning one) that
+      selects the leaves to decay, as in :func:`optax.add_decayed_weights`.
+
+  Returns:
+    An :class:`optax.GradientTransformation` that needs ``params``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_rmsprop
+    >>> tx = optax_rmsprop.add_decoupled_weight_decay(0.1, 0.5)
+    >>> params = jnp.array([2.0])
+    >>> u, _ = tx.update(jnp.zeros(1), tx.init(params), params)
+    >>> u  # -0.1 * 0.5 * 2
+    Array([-0.1], dtype=float32)
+
+  References:
+    Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, 2019.
+  """
+  _validation.check_nonnegative("weight_decay", weight_decay)
+  lr_scaling = optax.scale_by_learning_rate(learning_rate)
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+          "decoupled weight decay needs the params: call"
+          " tx.update(grads, state, params)"
+      )
+    decay_step, state = lr_scaling.update(
+        jax.tree.map(lambda p: weight_decay * p, params), state
+    )
+    updates = jax.tree.map(
+        lambda u, d: u + d.astype(u.dtype), updates, decay_step
+    )
+    return updates, state
+
+  tx = optax.GradientTransformation(lr_scaling.init, update_fn)
+  return optax.masked(tx, mask) if mask is not None else tx
