@@ -77,7 +77,7 @@ def check(config: Config, dtype, rtol: float, steps: int = STEPS):
   assert deviation <= rtol, f"max relative deviation {deviation:.3g}"
   # The run must actually have moved, or the comparison proves nothing.
   moved = trajectories.max_relative_deviation(actual, params)
-  assert moved > 100 * rtol
+  assert moved > 10 * rtol
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -135,7 +135,7 @@ configs = st.builds(
 )
 
 
-@hypothesis.settings(max_examples=12, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=8, deadline=None, derandomize=True)
 @hypothesis.given(config=configs, x64=st.booleans())
 def test_property_random_configs(config, x64):
   """Random configs: float64 agrees tightly, float32 to rounding."""
@@ -145,6 +145,8 @@ def test_property_random_configs(config, x64):
     # Near-constant gradients drive ν − μ² to 0; with a tiny ε the step
     # g/√ε is then ill-conditioned for any two correct implementations.
     config.eps = max(config.eps, 1e-4)
+    if config.bias_correction:
+      config.eps = max(config.eps, 0.1)  # step 1: ν̂ − μ̂² is exactly 0
   with jax.enable_x64(x64):
     if x64:
       check(config, np.float64, rtol=1e-9, steps=60)
