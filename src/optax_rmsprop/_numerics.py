@@ -18,7 +18,21 @@ def compute_dtype(dtype) -> np.dtype:
 
 def real_dtype(dtype) -> np.dtype:
   """The real counterpart of ``dtype`` (complex64 -> float32)."""
-  return np.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
+  return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
+
+
+def storage_dtype(param, requested=None, real: bool = False) -> np.dtype:
+  """Dtype of a state array for ``param``: ``requested``, else the param's.
+
+  A complex param gets the complex counterpart (its moments are complex)
+  unless ``real`` (for |g|² averages, which need half the memory).
+  """
+  dtype = jnp.asarray(param).dtype if requested is None else jnp.dtype(requested)
+  if real:
+    return real_dtype(dtype)
+  if jnp.iscomplexobj(param):
+    return jnp.promote_types(dtype, jnp.complex64)
+  return dtype
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
@@ -31,13 +45,18 @@ def abs_sq(x: jax.Array) -> jax.Array:
 def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   """Casts ``x`` to ``dtype``, clipping to its finite range instead of ±inf.
 
-  NaN stays NaN (so ``optax.apply_if_finite`` still sees it). Values that are
+  Only a narrowing cast clips (float32 -> float16); inf in a same-width cast
+  stays inf, so overflowing updates are still seen as non-finite. NaN stays NaN (so ``optax.apply_if_finite`` still sees it). Values that are
   already in range are unchanged, bit for bit.
   """
   dtype = jnp.dtype(dtype)
-  if not jnp.issubdtype(dtype, jnp.inexact):
+  if not jnp.issubdtype(dtype, jnp.inexact) or not jnp.issubdtype(
+      x.dtype, jnp.inexact
+  ):
     return x.astype(dtype)
-  big = np.finfo(dtype).max
+  big = jnp.finfo(dtype).max
+  if big >= jnp.finfo(x.dtype).max:
+    return x.astype(dtype)  # not narrowing: nothing can overflow
   if jnp.iscomplexobj(x):
     re = jnp.clip(jnp.real(x), -big, big)
     im = jnp.clip(jnp.imag(x), -big, big)
@@ -51,4 +70,4 @@ def smallest_normal(dtype) -> float:
   Flushing-to-zero hardware turns a subnormal ε into 0, and ``0 · rsqrt(0)``
   is NaN; flooring at the smallest normal keeps a zero gradient's update 0.
   """
-  return float(np.finfo(real_dtype(dtype)).tiny)
+  return float(jnp.finfo(real_dtype(dtype)).tiny)

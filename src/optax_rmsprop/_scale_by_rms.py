@@ -148,23 +148,22 @@ def scale_by_rms(
   _validation.check_nonnegative("initial_scale", initial_scale)
 
   def init_fn(params):
-    def state_dtype(p, real):
-      dtype = nu_dtype if nu_dtype is not None else jnp.asarray(p).dtype
-      if jnp.iscomplexobj(p) and not real:
-        return jnp.promote_types(dtype, jnp.complex64)
-      return _numerics.real_dtype(dtype)
-
     nu = jax.tree.map(
-        lambda p: jnp.full(jnp.shape(p), initial_scale, state_dtype(p, True)),
+        lambda p: jnp.full(
+            jnp.shape(p),
+            initial_scale,
+            _numerics.storage_dtype(p, nu_dtype, real=True),
+        ),
         params,
     )
-    mu = (
-        jax.tree.map(
-            lambda p: jnp.zeros(jnp.shape(p), state_dtype(p, False)), params
-        )
-        if centered
-        else None
-    )
+    mu = None
+    if centered:
+      mu = jax.tree.map(
+          lambda p: jnp.zeros(
+              jnp.shape(p), _numerics.storage_dtype(p, nu_dtype)
+          ),
+          params,
+      )
     count = jnp.zeros([], jnp.int32) if bias_correction else None
     return ScaleByRmsState(nu=nu, mu=mu, count=count)
 

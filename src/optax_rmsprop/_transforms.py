@@ -5,34 +5,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from optax_rmsprop import _numerics
 from optax_rmsprop import _validation
-
-
-def keep_state_dtypes(
-    inner: optax.GradientTransformation,
-) -> optax.GradientTransformation:
-  """Wraps ``inner`` so that its state leaves keep their init dtypes.
-
-  ``optax.trace`` without ``accumulator_dtype`` promotes its buffer when the
-  gradients are wider than the params (bfloat16 params, float32 grads), which
-  changes the state's type after one step and forces a recompile.
-  """
-
-  def update_fn(updates, state, params=None, **extra_args):
-    updates, new_state = inner.update(updates, state, params, **extra_args)
-    new_state = jax.tree.map(
-        lambda new, old: _numerics.saturating_cast(new, old.dtype)
-        if hasattr(old, "dtype") and new.dtype != old.dtype
-        else new,
-        new_state,
-        state,
-    )
-    return updates, new_state
-
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
 def momentum(
@@ -50,7 +27,8 @@ def momentum(
   Args:
     decay: :math:`\beta`, in [0, 1).
     nesterov: Whether to return the Nesterov look-ahead.
-    accumulator_dtype: Storage dtype of :math:`m`; None keeps the params'.
+    accumulator_dtype: Storage dtype of :math:`m` (complexified for complex
+      params); None keeps the params'. Updates keep their own dtype.
 
   Returns:
     An :class:`optax.GradientTransformation` whose state is
@@ -71,7 +49,33 @@ def momentum(
     <https://doi.org/10.1016/0041-5553(64)90137-5>`_, 1964.
   """
   _validation.check_interval("momentum", decay, 0.0, 1.0, high_open=True)
-  return keep_state_dtypes(optax.trace(decay, nesterov, accumulator_dtype))
+  trace = optax.trace(decay, nesterov)
+
+  def init_fn(params):
+    return optax.TraceState(
+        trace=jax.tree.map(
+            lambda p: jnp.zeros(
+                jnp.shape(p), _numerics.storage_dtype(p, accumulator_dtype)
+            ),
+            params,
+        )
+    )
+
+  def update_fn(updates, state, params=None):
+    # optax.trace promotes the buffer when updates are wider than it (and
+    # casts complex buffers to a real accumulator_dtype); keep both dtypes.
+    new_updates, new_state = trace.update(updates, state, params)
+    new_updates = jax.tree.map(
+        lambda n, u: _numerics.saturating_cast(n, u.dtype), new_updates, updates
+    )
+    new_trace = jax.tree.map(
+        lambda n, t: _numerics.saturating_cast(n, t.dtype),
+        new_state.trace,
+        state.trace,
+    )
+    return new_updates, optax.TraceState(trace=new_trace)
+
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def add_decoupled_weight_decay(
