@@ -46,6 +46,11 @@ def check_tree_matches(updates: Any, state_tree: Any, what: str) -> None:
       )
 
 
+def _finite(x: jax.Array) -> jax.Array:
+  """Clamps a non-negative array at its dtype's largest finite value."""
+  return jnp.minimum(x, jnp.finfo(x.dtype).max)
+
+
 def scale_by_rms(
     decay: jax.typing.ArrayLike = 0.9,
     eps: jax.typing.ArrayLike = 1e-8,
@@ -183,10 +188,11 @@ def scale_by_rms(
       new_nu = (1 - decay) * _numerics.abs_sq(g_c) + decay * nu.astype(
           _numerics.real_dtype(cdtype)
       )
-      new_nu = jnp.minimum(new_nu, jnp.finfo(new_nu.dtype).max)  # |g|² overflow
+      # |g|² can overflow for finite g; a finite ν keeps ν − |μ|² off inf − inf.
+      new_nu = _finite(new_nu)
       nu_hat = new_nu
       if correction is not None:
-        nu_hat = new_nu / jnp.asarray(correction).astype(new_nu.dtype)
+        nu_hat = _finite(new_nu / jnp.asarray(correction).astype(new_nu.dtype))
       var = nu_hat
       new_mu = None
       if mu is not None:
@@ -194,7 +200,7 @@ def scale_by_rms(
         mu_hat = new_mu
         if correction is not None:
           mu_hat = new_mu / jnp.asarray(correction).astype(new_mu.dtype)
-        var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)
+        var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
       tiny = _numerics.smallest_normal(cdtype)
       if eps_in_sqrt:
         scaling = jax.lax.rsqrt(jnp.maximum(var + eps, tiny))

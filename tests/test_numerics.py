@@ -1,0 +1,136 @@
+"""Numerics: every dtype × hostile gradients gives finite, dtype-stable results."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_rmsprop
+
+DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64"]
+
+
+def hostile_gradient(kind: str, dtype, step: int) -> np.ndarray:
+  """Gradients that break naive RMSprop in ``dtype``."""
+  finfo = jnp.finfo(dtype)
+  if kind == "zero":
+    g = np.zeros(6)
+  elif kind == "constant":  # centered variance -> 0 exactly
+    g = np.full(6, 0.75)
+  elif kind == "huge":  # |g|² overflows the dtype
+    g = np.full(6, float(np.sqrt(float(finfo.max))) * 10) * (-1) ** step
+  elif kind == "tiny":  # subnormal-adjacent: |g|² underflows to 0
+    g = np.full(6, float(finfo.tiny) * 4) * (-1) ** step
+  else:
+    raise ValueError(kind)
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    g = g + 1j * g[::-1]
+  return jnp.asarray(g, dtype)
+
+
+def as_numpy(x) -> np.ndarray:
+  """Host copy in a NumPy-native dtype (NumPy has no bfloat16 arithmetic)."""
+  return np.asarray(x if jnp.iscomplexobj(x) else x.astype(jnp.float32))
+
+
+CONFIGS = {
+    "plain": dict(),
+    "eps0": dict(eps=0.0),
+    "eps_outside": dict(eps_in_sqrt=False),
+    "centered_momentum": dict(centered=True, momentum=0.9),
+    "centered_tiny_eps_bias": dict(centered=True, eps=1e-30, bias_correction=True),
+}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("kind", ["zero", "constant", "huge", "tiny"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_finite_and_dtype_stable(dtype, kind, config):
+  with jax.enable_x64(dtype == "float64"):
+    dtype = jnp.dtype(dtype)
+    tx = optax_rmsprop.rmsprop(1e-3, **CONFIGS[config])
+    params = jnp.ones(6, dtype)
+    state = tx.init(params)
+    init_types = jax.tree.map(lambda x: x.dtype, state)
+    grads = jnp.stack([hostile_gradient(kind, dtype, i) for i in range(8)])
+
+    @jax.jit
+    def run(params, state):
+      def body(carry, g):
+        params, state = carry
+        updates, state = tx.update(g, state, params)
+        return (params, state), updates
+
+      return jax.lax.scan(body, (params, state), grads)
+
+    (_, state), updates = run(params, state)
+    assert updates.dtype == dtype
+    assert np.all(np.isfinite(as_numpy(updates)))
+    for leaf in jax.tree.leaves(state):
+      assert np.all(np.isfinite(as_numpy(leaf)))
+    assert jax.tree.map(lambda x: x.dtype, state) == init_types
+    if kind == "zero":
+      assert np.all(as_numpy(updates) == 0)
+
+
+def test_float16_zero_gradient_regression_optax_1784():
+  """optax#1784: ε underflows in float16 and 0·rsqrt(0) gives NaN."""
+  params = jnp.ones(3, jnp.float16)
+  for make in (optax_rmsprop.scale_by_rms, optax_rmsprop.rmsprop):
+    tx = make(1e-3) if make is optax_rmsprop.rmsprop else make()
+    updates, _ = tx.update(jnp.zeros(3, jnp.float16), tx.init(params), params)
+    np.testing.assert_array_equal(np.asarray(updates), np.zeros(3))
+
+
+def test_low_precision_matches_float32_computation():
+  """bf16 in, bf16 out, but the arithmetic is float32's."""
+  g32 = jnp.asarray(np.random.default_rng(0).normal(size=64), jnp.float32)
+  g16 = g32.astype(jnp.bfloat16)
+  tx = optax_rmsprop.scale_by_rms(eps=1e-8, nu_dtype=jnp.float32)
+  u16, _ = tx.update(g16, tx.init(g16))
+  u32, _ = tx.update(g16.astype(jnp.float32), tx.init(g32))
+  np.testing.assert_array_equal(np.asarray(u16), np.asarray(u32.astype(jnp.bfloat16)))
+
+
+def test_nu_dtype_sets_state_storage_and_tracks_float32():
+  params = {"w": jnp.ones((8, 8))}
+  tx = optax_rmsprop.rmsprop(1e-2, centered=True, momentum=0.9,
+                             nu_dtype=jnp.bfloat16, momentum_dtype=jnp.bfloat16)
+  ref = optax_rmsprop.rmsprop(1e-2, centered=True, momentum=0.9)
+  state, ref_state = tx.init(params), ref.init(params)
+  assert state[0].nu["w"].dtype == jnp.bfloat16
+  assert state[0].mu["w"].dtype == jnp.bfloat16
+  assert state[2].trace["w"].dtype == jnp.bfloat16
+  p, p_ref = params, params
+  for i in range(50):
+    g = jax.tree.map(lambda x: jnp.sin(x * 3.0 + i), p)
+    u, state = jax.jit(tx.update)(g, state, p)
+    p = optax.apply_updates(p, u)
+    g = jax.tree.map(lambda x: jnp.sin(x * 3.0 + i), p_ref)
+    u, ref_state = jax.jit(ref.update)(g, ref_state, p_ref)
+    p_ref = optax.apply_updates(p_ref, u)
+  assert p["w"].dtype == jnp.float32
+  np.testing.assert_allclose(p["w"], p_ref["w"], rtol=2e-2)
+
+
+def test_complex_gradients_use_abs_squared():
+  g = jnp.array([3 + 4j, 1j, 0j], jnp.complex64)
+  tx = optax_rmsprop.scale_by_rms(decay=0.5, eps=0.0, centered=True)
+  state = tx.init(g)
+  assert state.nu.dtype == jnp.float32 and state.mu.dtype == jnp.complex64
+  u, state = tx.update(g, state)
+  # ν = 0.5|g|², μ = 0.5 g, v = ν − |μ|² = 0.25|g|², u = g / (0.5|g|)
+  np.testing.assert_allclose(state.nu, 0.5 * np.abs(np.asarray(g)) ** 2)
+  np.testing.assert_allclose(
+      u, np.array([2 * (3 + 4j) / 5, 2j, 0]), rtol=1e-6
+  )
+
+
+def test_non_finite_gradients_still_give_non_finite_updates():
+  """Saturation must not hide a bad step from optax.apply_if_finite."""
+  tx = optax_rmsprop.rmsprop(1e-3)
+  params = jnp.ones(3)
+  for bad in (jnp.nan, jnp.inf):
+    u, _ = tx.update(jnp.array([1.0, bad, 0.0]), tx.init(params), params)
+    assert not np.isfinite(np.asarray(u)[1])

@@ -1,0 +1,74 @@
+"""Bad hyperparameters fail when the optimizer is built; traced ones pass."""
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import optax_rmsprop
+
+BAD = [
+    ("learning_rate", dict(learning_rate=-1e-3)),
+    ("learning_rate", dict(learning_rate=float("nan"))),
+    ("decay", dict(decay=-0.1)),
+    ("decay", dict(decay=1.5)),
+    ("eps", dict(eps=-1e-8)),
+    ("initial_scale", dict(initial_scale=-1.0)),
+    ("momentum", dict(momentum=1.0)),
+    ("momentum", dict(momentum=-0.5)),
+    ("nesterov", dict(nesterov=True)),
+    ("coupled_weight_decay", dict(coupled_weight_decay=-1e-4)),
+    ("decoupled_weight_decay", dict(decoupled_weight_decay=-1e-4)),
+    ("decay", dict(decay=jnp.array(2.0))),  # concrete arrays are checked too
+]
+
+
+@pytest.mark.parametrize("name,kwargs", BAD, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BAD)])
+def test_bad_hyperparameter_names_argument_and_value(name, kwargs):
+  kwargs = {"learning_rate": 1e-3, **kwargs}
+  with pytest.raises(ValueError, match=name) as info:
+    optax_rmsprop.rmsprop(**kwargs)
+  if name != "nesterov":
+    assert repr(kwargs[name]) in str(info.value)
+
+
+def test_scale_by_rms_validates():
+  with pytest.raises(ValueError, match="decay"):
+    optax_rmsprop.scale_by_rms(decay=1.01)
+  with pytest.raises(ValueError, match="weight_decay"):
+    optax_rmsprop.add_decoupled_weight_decay(0.1, -1.0)
+
+
+def test_boundaries_are_accepted():
+  optax_rmsprop.rmsprop(0.0, decay=0.0, eps=0.0, momentum=0.0)
+  optax_rmsprop.rmsprop(1.0, decay=1.0, momentum=0.999, nesterov=True)
+  optax_rmsprop.rmsprop(optax.constant_schedule(0.1))
+
+
+def test_traced_hyperparameters_skip_the_check():
+  params = jnp.ones(3)
+
+  @jax.jit
+  def build_and_step(lr, decay):
+    tx = optax_rmsprop.rmsprop(lr, decay=decay, momentum=0.9)
+    return tx.update(params, tx.init(params), params)[0]
+
+  # A negative traced lr cannot be seen at build time; it just runs.
+  assert build_and_step(-1.0, 0.9).shape == (3,)
+  tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(1e-3, momentum=0.9)
+  jax.jit(tx.update)(params, tx.init(params), params)
+
+
+def test_gradient_tree_mismatch_is_a_clear_error():
+  tx = optax_rmsprop.rmsprop(1e-3)
+  state = tx.init({"a": jnp.ones(2), "b": jnp.ones(3)})
+  with pytest.raises(ValueError, match="does not match the optimizer state"):
+    tx.update({"a": jnp.ones(2)}, state)
+  with pytest.raises(ValueError, match=r"\['b'\] has shape \(1,\)"):
+    tx.update({"a": jnp.ones(2), "b": jnp.ones(1)}, state)
+
+
+def test_decoupled_weight_decay_needs_params():
+  tx = optax_rmsprop.rmsprop(1e-3, decoupled_weight_decay=1e-2)
+  with pytest.raises(ValueError, match="needs the params"):
+    tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
