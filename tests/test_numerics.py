@@ -31,7 +31,7 @@ def hostile_gradient(kind: str, dtype, step: int) -> np.ndarray:
 
 def as_numpy(x) -> np.ndarray:
   """Host copy in a NumPy-native dtype (NumPy has no bfloat16 arithmetic)."""
-  return np.asarray(x if jnp.iscomplexobj(x) else x.astype(jnp.float32))
+  return np.asarray(x.astype(jnp.float32) if x.dtype == jnp.bfloat16 else x)
 
 
 CONFIGS = {
