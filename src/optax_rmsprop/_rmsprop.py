@@ -49,13 +49,14 @@ def rmsprop(
         && (-g_t \text{ if maximize}) \\
       r_t &\leftarrow s(\tilde g_t) \\
       m_t &\leftarrow \begin{cases}
-        \beta\, m_{t-1} - \eta_t r_t & \text{lr\_in\_momentum (optax, TF)} \\
+        \beta\, m_{t-1} - \eta_t r_t & \text{if lr\_in\_momentum (optax, TF)} \\
         \beta\, m_{t-1} + r_t & \text{otherwise (PyTorch)}
       \end{cases} \\
       u_t &\leftarrow \begin{cases}
-        m_t \text{ or } -\eta_t m_t & \text{(lr in / out of } m) \\
-        -\eta_t r_t - \beta\eta_t m_t \ \text{ or } \
-          -\eta_t (r_t + \beta m_t) & \text{if nesterov}
+        m_t & \text{lr in, plain} \\
+        \beta\, m_t - \eta_t r_t & \text{lr in, nesterov} \\
+        -\eta_t\, m_t & \text{lr out, plain} \\
+        -\eta_t (\beta\, m_t + r_t) & \text{lr out, nesterov}
       \end{cases} \\
       u_t &\leftarrow u_t - \eta_t \lambda_d\, p_{t-1} \\
       p_t &\leftarrow p_{t-1} + u_t \quad (\texttt{optax.apply\_updates})
@@ -117,9 +118,9 @@ def rmsprop(
     ...   updates, opt_state = tx.update(grads, opt_state, params)
     ...   params = optax.apply_updates(params, updates)
     ...   print(f'{f(params):.4f}')
-    13.8204
-    13.7164
-    13.6309
+    13.8864
+    13.8046
+    13.7363
 
   References:
     Hinton, `Lecture 6e: rmsprop

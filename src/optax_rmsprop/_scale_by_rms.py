@@ -134,8 +134,8 @@ def scale_by_rms(
     >>> updates, state = tx.update(jnp.array([3.0, -0.5]), state)
     >>> updates  # g / sqrt(0.1 g^2) = sign(g) * sqrt(10)
     Array([ 3.1622777, -3.1622777], dtype=float32)
-    >>> state.nu
-    Array([0.9      , 0.025    ], dtype=float32)
+    >>> state.nu  # 0.1 g^2
+    Array([0.90000004, 0.025     ], dtype=float32)
 
   References:
     Hinton, `Lecture 6e: rmsprop
