@@ -267,3 +267,18 @@ def test_flax_linen_train_state_trains():
   for _ in range(300):
     state, last = step(state)
   assert last < 0.01 * first
+
+
+def test_inject_hyperparams_with_bfloat16_params_needs_float32_hyperparams():
+  """optax#1414: inject_hyperparams stores ρ=0.999 as bfloat16, i.e. 1.0.
+
+  Passing ``hyperparam_dtype=jnp.float32`` (as the README says) keeps the
+  run equal to the plain optimizer's.
+  """
+  params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
+  injected = optax.inject_hyperparams(
+      optax_rmsprop.rmsprop, hyperparam_dtype=jnp.float32
+  )(1e-3, decay=0.999)
+  p1, _ = run(injected, params=params)
+  p2, _ = run(optax_rmsprop.rmsprop(1e-3, decay=0.999), params=params)
+  jax.tree.map(np.testing.assert_array_equal, p1, p2)
