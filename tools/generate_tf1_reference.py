@@ -1,0 +1,106 @@
+"""Records real TF1 RMSprop trajectories for tests/test_presets_tf1.py.
+
+``tf.compat.v1.train.RMSPropOptimizer`` runs the shared test problem
+(tests/reference/problem.py: the float32 NumPy gradient evaluated at TF's own
+current parameters) for 500 steps per configuration, and every 10th step's
+parameters are written to tests/data/tf1_rmsprop.npz with the configurations
+as JSON. TensorFlow is not a project dependency; run this in its own venv:
+
+  python3 -m venv /tmp/tfvenv
+  /tmp/tfvenv/bin/pip install tensorflow-cpu numpy
+  /tmp/tfvenv/bin/python tools/generate_tf1_reference.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from reference import problem  # pylint: disable=g-import-not-at-top
+
+OUTPUT = ROOT / "tests" / "data" / "tf1_rmsprop.npz"
+EVERY = 10  # keep every 10th step: 51 x 50 float32 per configuration
+
+# name -> RMSPropOptimizer kwargs (without learning_rate) and an lr schedule.
+CONFIGS = {
+    "plain": dict(kwargs={}, schedule=["constant", 0.01]),
+    "momentum": dict(kwargs={"momentum": 0.9}, schedule=["constant", 0.01]),
+    "centered": dict(kwargs={"centered": True}, schedule=["constant", 0.01]),
+    "centered_momentum": dict(
+        kwargs={"centered": True, "momentum": 0.9},
+        schedule=["constant", 0.01],
+    ),
+    # An lr drop with momentum: TF keeps lr inside the buffer.
+    "momentum_lr_drop": dict(
+        kwargs={"momentum": 0.9}, schedule=["drop", 0.01, 250, 0.1]
+    ),
+    # A large epsilon (inside the root) and a decayed lr.
+    "exponential_eps": dict(
+        kwargs={"decay": 0.95, "epsilon": 0.1},
+        schedule=["exponential", 0.01, 0.995],
+    ),
+}
+
+
+def lr_of_step(schedule, step: int) -> float:
+  """The lr of update ``step`` (from 0), as a Python float."""
+  kind, lr = schedule[0], schedule[1]
+  if kind == "constant":
+    return lr
+  if kind == "drop":
+    boundary, factor = schedule[2], schedule[3]
+    return lr if step < boundary else lr * factor
+  if kind == "exponential":
+    return lr * schedule[2] ** step
+  raise ValueError(f"unknown schedule {kind}")
+
+
+def run(config) -> np.ndarray:
+  p0 = problem.initial_params()
+  variables = {k: tf.Variable(v) for k, v in p0.items()}
+  step = [0]
+  optimizer = tf.compat.v1.train.RMSPropOptimizer(
+      learning_rate=lambda: lr_of_step(config["schedule"], step[0]),
+      **config["kwargs"],
+  )
+  trajectory = [problem.flatten(p0)]
+  for t in range(problem.STEPS):
+    host = {k: v.numpy() for k, v in variables.items()}
+    grads = problem.gradient(host, t)
+    optimizer.apply_gradients(
+        [(tf.constant(grads[k]), variables[k]) for k in problem.SHAPES]
+    )
+    step[0] += 1
+    trajectory.append(problem.flatten({k: v.numpy() for k, v in variables.items()}))
+  return np.stack(trajectory)[::EVERY]
+
+
+def main():
+  arrays = {name: run(config) for name, config in CONFIGS.items()}
+  meta = {
+      "configs": CONFIGS,
+      "every": EVERY,
+      "steps": problem.STEPS,
+      "tensorflow": tf.__version__,
+      "numpy": np.__version__,
+  }
+  OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(OUTPUT, meta=np.array(json.dumps(meta)), **arrays)
+  for name, array in arrays.items():
+    print(f"{name}: {array.shape}, final params in"
+          f" [{array[-1].min():.4f}, {array[-1].max():.4f}]")
+  print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size} bytes), TF {tf.__version__}")
+
+
+if __name__ == "__main__":
+  main()
