@@ -1,4 +1,4 @@
-"""`keras_rmsprop` against real Keras 3 ``keras.optimizers.RMSprop`` (JAX backend).
+"""`keras_rmsprop` against real Keras 3 ``keras.optimizers.RMSprop`` (JAX).
 
 Both run the shared problem (tests/reference/problem.py) for 500 steps, each
 side's gradient evaluated at its own params; Keras runs ``stateless_apply``

@@ -76,3 +76,27 @@ def test_zero_schedule_is_a_no_op_under_jit(make):
   assert jnp.array_equal(after_first["w"], params["w"])
   after_second, _ = step(after_first, state)
   assert not jnp.array_equal(after_second["w"], params["w"])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_inject_hyperparams_under_jit(momentum):
+  """Injected (array) momentum and weight decay, even 0, keep one structure."""
+  tx = optax.inject_hyperparams(_presets.torch_rmsprop)(
+      lr=0.01, momentum=momentum, weight_decay=0.0)
+  plain = _presets.torch_rmsprop(lr=0.01, momentum=momentum)
+  params = {"w": jnp.linspace(0.5, 1.5, 4)}
+
+  def run(tx):
+    @jax.jit
+    def step(params, state):
+      grads = jax.tree.map(jnp.sin, params)
+      updates, state = tx.update(grads, state, params)
+      return optax.apply_updates(params, updates), state
+
+    p, state = params, tx.init(params)
+    for _ in range(3):
+      p, state = step(p, state)
+    return p["w"]
+
+  # Injected alpha is a float32 array, so 1 - alpha rounds differently.
+  assert jnp.allclose(run(tx), run(plain), rtol=1e-5, atol=0)

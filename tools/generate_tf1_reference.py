@@ -81,7 +81,8 @@ def run(config) -> np.ndarray:
         [(tf.constant(grads[k]), variables[k]) for k in problem.SHAPES]
     )
     step[0] += 1
-    trajectory.append(problem.flatten({k: v.numpy() for k, v in variables.items()}))
+    host = {k: v.numpy() for k, v in variables.items()}
+    trajectory.append(problem.flatten(host))
   return np.stack(trajectory)[::EVERY]
 
 

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from optax_rmsprop import _validation
+import jax
+import numpy as np
 
 
 def is_off(value: Any) -> bool:
-  """Whether ``value`` is None or a concrete 0: the framework builds no state.
+  """Whether ``value`` is None or a Python/NumPy 0: the framework has no state.
 
   PyTorch, Keras and timm allocate a momentum buffer only for momentum > 0
-  and skip weight decay at 0. A traced or scheduled value cannot be inspected
-  when the optimizer is built, so it counts as on (the buffer then exists and
-  is merely multiplied by 0).
+  and skip weight decay at 0. A jax array always counts as on, even a
+  concrete 0: ``optax.inject_hyperparams`` builds the transform from concrete
+  arrays in ``init`` and from tracers in ``update``, and both must give the
+  same state structure.
   """
-  array = _validation._concrete(value)  # pylint: disable=protected-access
-  return value is None or (array is not None and not array.any())
+  if value is None:
+    return True
+  if isinstance(value, jax.Array) or callable(value):
+    return False
+  return not np.asarray(value).any()
 
 
 def unless_off(value: Any) -> Optional[Any]:

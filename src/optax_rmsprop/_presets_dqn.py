@@ -49,7 +49,7 @@ def dqn_rmsprop(
   settings). Dopamine's TF1 reproduction (``dqn_nature.gin``: TF1 RMSProp,
   decay 0.95, epsilon 1e-5, centered, so :math:`\nu_0 = 1`) is
   :func:`tf1_rmsprop`, not this. Measured against a NumPy transcription of
-  the Lua code over 500 float32 steps the parameters agree to a relative
+  the Lua code over 500 float32 steps, the parameters agree to a relative
   1e-6 (see ``docs/porting.md``).
 
   Args:

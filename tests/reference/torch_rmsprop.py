@@ -1,9 +1,9 @@
 """NumPy float32 re-implementation of ``torch.optim.RMSprop``.
 
-Follows pytorch/pytorch ``torch/optim/rmsprop.py``, ``_single_tensor_rmsprop``
-(the CPU default), op by op: ν₀ = 0, ε outside the root, coupled L2 after the
-maximize flip, lr applied after the momentum buffer. Scalars are Python
-doubles that torch casts to float32, as here.
+Follows pytorch/pytorch ``torch/optim/rmsprop.py``,
+``_single_tensor_rmsprop`` (the CPU default), op by op: ν₀ = 0, ε outside the
+root, coupled L2 after the maximize flip, lr applied after the momentum
+buffer. Scalars are Python doubles that torch casts to float32, as here.
 """
 
 from __future__ import annotations
