@@ -1,5 +1,10 @@
 """optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
 
+from optax_rmsprop._presets import dqn_rmsprop as dqn_rmsprop
+from optax_rmsprop._presets import keras_rmsprop as keras_rmsprop
+from optax_rmsprop._presets import tf1_rmsprop as tf1_rmsprop
+from optax_rmsprop._presets import timm_rmsprop_tf as timm_rmsprop_tf
+from optax_rmsprop._presets import torch_rmsprop as torch_rmsprop
 from optax_rmsprop._rmsprop import rmsprop as rmsprop
 from optax_rmsprop._scale_by_rms import ScaleByRmsState as ScaleByRmsState
 from optax_rmsprop._scale_by_rms import scale_by_rms as scale_by_rms
@@ -13,7 +18,12 @@ __version__ = "0.1.0"
 __all__ = (
     "ScaleByRmsState",
     "add_decoupled_weight_decay",
+    "dqn_rmsprop",
+    "keras_rmsprop",
     "momentum",
     "rmsprop",
     "scale_by_rms",
+    "tf1_rmsprop",
+    "timm_rmsprop_tf",
+    "torch_rmsprop",
 )
