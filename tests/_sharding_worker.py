@@ -331,6 +331,8 @@ def checkpoint_main(directory):
       == jax.tree.structure(half[1]),
       "restored_layout": layout(restored),
       "saved_layout": layout({"params": half[0], "opt_state": half[1]}),
+      "expected_state_layout": layout(_sharding.state_shardings(tx, params)),
+      "restored_state_layout": layout(restored["opt_state"]),
       "resumed_equals_uninterrupted_bitwise": bit_equal(resumed, full),
       "resumed_vs_uninterrupted_max_abs": max_abs_diff(resumed, full),
       "final_state_layout": layout(resumed[1]),
