@@ -1,0 +1,119 @@
+"""`stack_leaves` changes the layout of the state, never the numbers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_rmsprop
+from optax_rmsprop._stacked import stack_leaves
+
+
+def _tree():
+  rng = np.random.default_rng(0)
+  normal = lambda *s: rng.normal(size=s).astype(np.float32)
+  return {
+      # Five (3, 4) float32 leaves, split into groups of 2, 2, 1 below.
+      "layers": [{"w": normal(3, 4), "b": normal(4)} for _ in range(5)],
+      "head": normal(4, 2),
+      "scale": np.float32(0.7),  # a scalar leaf
+      "half": normal(3, 4).astype(jnp.bfloat16),  # same shape, other dtype
+  }
+
+
+def _run(tx, params, steps=6):
+  """A training loop: a jitted update + apply per step, varying gradients.
+
+  Gradients come in as arrays, as from a separately compiled backward pass.
+  Computed inside the same jit, XLA on CPU may fuse them into the update and
+  contract ``a * b + c`` into an FMA differently for stacked and per-leaf
+  arrays: an ulp of difference that has nothing to do with the layout's math.
+  """
+
+  @jax.jit
+  def step(params, state, grads):
+    u, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, u), state
+
+  state = tx.init(params)
+  for i in range(steps):
+    c = 1.5 - i % 3  # sign flips and varying size
+    grads = jax.tree.map(lambda x: (x * c).astype(x.dtype), params)
+    params, state = step(params, state, grads)
+  return params, state
+
+
+CONFIGS = {
+    "plain": dict(learning_rate=0.01),
+    "centered-nesterov": dict(
+        learning_rate=0.01, centered=True, momentum=0.9, nesterov=True
+    ),
+    "torch-like": dict(
+        learning_rate=optax.exponential_decay(0.02, 3, 0.5),
+        eps_in_sqrt=False,
+        bias_correction=True,
+        momentum=0.5,
+        lr_in_momentum=False,
+        coupled_weight_decay=0.01,
+        decoupled_weight_decay=0.1,
+    ),
+    "bf16-state": dict(
+        learning_rate=0.01, centered=True, nu_dtype=jnp.bfloat16,
+        momentum=0.9, momentum_dtype=jnp.bfloat16,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("max_group_size", [2, 32])
+def test_identical_to_default_layout(name, max_group_size):
+  params = _tree()
+  kwargs = CONFIGS[name]
+  want_p, want_s = _run(optax_rmsprop.rmsprop(**kwargs), params)
+  got_p, got_s = _run(
+      stack_leaves(optax_rmsprop.rmsprop(**kwargs), max_group_size), params
+  )
+  jax.tree.map(np.testing.assert_array_equal, got_p, want_p)
+  assert jax.tree.map(jnp.dtype, got_p) == jax.tree.map(jnp.dtype, want_p)
+  # Same state, just regrouped: same bytes, same multiset of values.
+  nbytes = lambda t: sum(x.nbytes for x in jax.tree.leaves(t))
+  assert nbytes(got_s) == nbytes(want_s)
+  assert not np.allclose(got_p["head"], params["head"])
+
+
+def test_equal_to_optax_rmsprop():
+  """An outside reference: optax.rmsprop on the unstacked tree."""
+  params = _tree()
+  del params["half"]  # optax keeps bf16 state; ours computes it in f32
+  kwargs = dict(learning_rate=0.01, centered=True, momentum=0.9)
+  want, _ = _run(optax.rmsprop(**kwargs), params)
+  got, _ = _run(stack_leaves(optax_rmsprop.rmsprop(**kwargs)), params)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_groups_by_shape_and_dtype():
+  tx = stack_leaves(optax_rmsprop.rmsprop(0.1), max_group_size=2)
+  nu = tx.init(_tree()).inner_state[0].nu
+  shapes = sorted((x.shape, str(x.dtype)) for x in nu)
+  assert shapes == sorted([
+      ((2, 3, 4), "float32"), ((2, 3, 4), "float32"), ((1, 3, 4), "float32"),
+      ((2, 4), "float32"), ((2, 4), "float32"), ((1, 4), "float32"),
+      ((1, 4, 2), "float32"), ((1,), "float32"), ((1, 3, 4), "bfloat16"),
+  ])
+
+
+def test_mask_outside_the_wrapper():
+  params = _tree()
+  mask = jax.tree.map(lambda x: x.ndim > 1, params)
+  inner = optax_rmsprop.rmsprop(0.01, momentum=0.9)
+  want, _ = _run(optax.masked(inner, mask), params)
+  got, _ = _run(optax.masked(stack_leaves(inner), mask), params)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_mismatched_gradient_tree_raises():
+  tx = stack_leaves(optax_rmsprop.rmsprop(0.1))
+  state = tx.init({"a": jnp.ones(3), "b": jnp.ones(3)})
+  with pytest.raises(ValueError, match="optimizer state"):
+    tx.update({"a": jnp.ones(3)}, state)
