@@ -3,8 +3,9 @@
 Started by test_sharding.py / test_checkpoint.py in a subprocess whose
 ``XLA_FLAGS`` forces 8 host devices (the pytest process keeps 1 device).
 ``python _sharding_worker.py sharding`` measures state layouts, collectives
-and sharded-vs-unsharded trajectories; ``... checkpoint DIR`` saves sharded
-state with Orbax mid-run, restores it and continues. Everything lives in
+and sharded-vs-unsharded trajectories; ``... trajectories`` only compares
+the trajectories bit for bit; ``... checkpoint DIR`` saves sharded state with
+Orbax mid-run, restores it and continues. Everything lives in
 functions, so importing this file (pytest --doctest-modules does) is inert.
 """
 
@@ -280,6 +281,28 @@ def sharding_main():
   return out
 
 
+def trajectories_main():
+  """Whether sharded runs are bitwise the unsharded one, per config."""
+  import jax
+  from optax_rmsprop import _sharding
+
+  out = {}
+  for name, config in CONFIGS.items():
+    tx = make_tx(config)
+    host_params, grads = host_params_and_grads()
+    step = step_fn(tx)
+    single = run(step, host_params, tx.init(host_params), grads)
+    for explicit in (False, True):
+      mesh = make_mesh(explicit)
+      params = place(host_params, mesh)
+      with jax.set_mesh(mesh):
+        state = _sharding.init_sharded(tx, params)
+        sharded = run(step, params, state, [place(g, mesh) for g in grads])
+      kind = "explicit" if explicit else "auto"
+      out[f"{name}/{kind}"] = bit_equal(sharded, single)
+  return out
+
+
 def checkpoint_main(directory):
   """Saves sharded params+state mid-run with Orbax, restores, continues."""
   import jax
@@ -346,6 +369,8 @@ if __name__ == "__main__":
     sys.exit(f"needs 8 devices, got {jax.device_count()}: set XLA_FLAGS")
   if sys.argv[1] == "sharding":
     result = sharding_main()
+  elif sys.argv[1] == "trajectories":
+    result = trajectories_main()
   else:
     result = checkpoint_main(sys.argv[2])
   print("JSON:" + json.dumps(result))

@@ -9,6 +9,7 @@ float64 NumPy re-implementation; the reference for layouts is the params'.
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -35,11 +36,13 @@ NEEDS_CORE_FULL_LIKE = pytest.mark.xfail(
 )
 
 
-def run_worker(*args, timeout=120):
+def run_worker(*args, timeout=120, xla_flags=""):
   env = dict(os.environ)
-  env["XLA_FLAGS"] = (
-      env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-  )
+  env["XLA_FLAGS"] = " ".join([
+      env.get("XLA_FLAGS", ""),
+      "--xla_force_host_platform_device_count=8",
+      xla_flags,
+  ])
   env["JAX_PLATFORMS"] = "cpu"
   proc = subprocess.run(
       [sys.executable, str(WORKER), *args],
@@ -141,6 +144,18 @@ def test_sharded_run_equals_unsharded_and_numpy_reference(measured, name):
   assert got["sharded_vs_unsharded_max_abs"] <= 2.4e-7
   if "sharded_vs_numpy_f64_max_abs" in got:
     assert got["sharded_vs_numpy_f64_max_abs"] <= 1e-6
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="--xla_cpu_max_isa=SSE4_2 is an x86 setting")
+def test_sharded_run_is_bitwise_unsharded_without_fma():
+  # The ≤1-ulp differences above are FMA contraction: XLA:CPU vectorizes a
+  # (4, 4) shard's loop unlike the whole (16, 8) array's and fuses a
+  # multiply-add in one but not the other. Without FMA (SSE4.2 has none),
+  # every config, on both mesh kinds, is bit for bit the unsharded run.
+  got = run_worker("trajectories", xla_flags="--xla_cpu_max_isa=SSE4_2")
+  assert got == {f"{n}/{k}": True for n in CONFIG_NAMES
+                 for k in ("auto", "explicit")}
 
 
 # Bytes of optimizer state per parameter, from the docs (docs/scaling.md).
