@@ -85,6 +85,14 @@ def place(tree, mesh):
   }
 
 
+def spec_text(spec):
+  """A PartitionSpec as text, trailing Nones dropped: P('tp', None) is P('tp')."""
+  spec = tuple(spec)
+  while spec and spec[-1] is None:
+    spec = spec[:-1]
+  return str(spec)
+
+
 def layout(tree):
   """Each leaf's sharding as text: a PartitionSpec, or 'single-device'."""
   import jax
@@ -92,10 +100,7 @@ def layout(tree):
   def describe(x):
     sharding = x if isinstance(x, jax.sharding.Sharding) else x.sharding
     if isinstance(sharding, jax.sharding.NamedSharding):
-      spec = tuple(sharding.spec)
-      while spec and spec[-1] is None:  # P('tp', None) is P('tp')
-        spec = spec[:-1]
-      return str(spec)
+      return spec_text(sharding.spec)
     if isinstance(sharding, jax.sharding.SingleDeviceSharding):
       return "single-device"
     return type(sharding).__name__
@@ -180,11 +185,9 @@ def numpy_reference_params(config, host_params, grads):
   return ref
 
 
-def measure_config(name, config):
+def measure_config(config):
   import jax
-  import numpy as np
   import optax
-  import optax_rmsprop
   from optax_rmsprop import _sharding
 
   tx = make_tx(config)
@@ -259,7 +262,6 @@ def measure_config(name, config):
   otx = optax.rmsprop(0.01, centered=True, momentum=0.9)
   out["optax_auto_eager_init"] = layout(otx.init(params))
   out["optax_auto_jit_init"] = layout(jax.jit(otx.init)(params))
-  del optax_rmsprop, np
   return out
 
 
@@ -277,7 +279,7 @@ def positive_control():
 def sharding_main():
   out = {"positive_control": positive_control(), "configs": {}}
   for name, config in CONFIGS.items():
-    out["configs"][name] = measure_config(name, config)
+    out["configs"][name] = measure_config(config)
   return out
 
 

@@ -74,9 +74,7 @@ def test_collective_detector_sees_a_global_sum(measured):
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_expected_layout_is_the_params(measured, name):
   got = measured["configs"][name]
-  param_specs = sorted(str(tuple(s)) for s in worker.SPECS.values())
-  param_specs = [s.replace(", None)", ")").replace("(None,)", "()") for s in
-                 param_specs]
+  param_specs = [worker.spec_text(spec) for spec in worker.SPECS.values()]
   n_trees = {"centered_momentum": 3}.get(name, 1)  # ν (+ μ, momentum)
   assert sorted(got["expected_param_shaped"]) == sorted(param_specs * n_trees)
   # Non-param leaves (the bias-correction count) are replicated scalars.
