@@ -26,16 +26,6 @@ import _sharding_worker as worker
 
 WORKER = pathlib.Path(__file__).with_name("_sharding_worker.py")
 CONFIG_NAMES = list(worker.CONFIGS)
-# The core builds ν, μ and the momentum buffer with jnp.full/jnp.zeros of the
-# params' *shape*, so eager and explicit-mesh init lose the params' sharding.
-# With jnp.full_like/zeros_like (requested from the core owner) both follow
-# it; strict, so the marker must go once the core changes.
-NEEDS_CORE_FULL_LIKE = pytest.mark.xfail(
-    strict=True,
-    reason="core init uses jnp.full(jnp.shape(p)); needs jnp.full_like(p)",
-)
-
-
 def run_worker(*args, timeout=120, xla_flags=""):
   env = dict(os.environ)
   env["XLA_FLAGS"] = " ".join([
@@ -90,7 +80,6 @@ def test_init_sharded_follows_params_on_auto_and_explicit_mesh(measured, name):
   assert got["explicit_init_sharded"] == got["expected"]
 
 
-@NEEDS_CORE_FULL_LIKE
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_eager_init_follows_params(measured, name):
   got = measured["configs"][name]
@@ -98,7 +87,6 @@ def test_eager_init_follows_params(measured, name):
   assert got["explicit_eager_init_param_shaped"] == got["expected_param_shaped"]
 
 
-@NEEDS_CORE_FULL_LIKE
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_jit_init_under_explicit_mesh_follows_params(measured, name):
   got = measured["configs"][name]

@@ -8,6 +8,8 @@ from optax_rmsprop._presets import torch_rmsprop as torch_rmsprop
 from optax_rmsprop._rmsprop import rmsprop as rmsprop
 from optax_rmsprop._scale_by_rms import ScaleByRmsState as ScaleByRmsState
 from optax_rmsprop._scale_by_rms import scale_by_rms as scale_by_rms
+from optax_rmsprop._sharding import init_sharded as init_sharded
+from optax_rmsprop._sharding import state_shardings as state_shardings
 from optax_rmsprop._transforms import (
     add_decoupled_weight_decay as add_decoupled_weight_decay,
 )
@@ -19,10 +21,12 @@ __all__ = (
     "ScaleByRmsState",
     "add_decoupled_weight_decay",
     "dqn_rmsprop",
+    "init_sharded",
     "keras_rmsprop",
     "momentum",
     "rmsprop",
     "scale_by_rms",
+    "state_shardings",
     "tf1_rmsprop",
     "timm_rmsprop_tf",
     "torch_rmsprop",

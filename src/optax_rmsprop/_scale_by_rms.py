@@ -153,20 +153,17 @@ def scale_by_rms(
   _validation.check_nonnegative("initial_scale", initial_scale)
 
   def init_fn(params):
+    # *_like (not jnp.full(shape)) so the state inherits the params' sharding.
     nu = jax.tree.map(
-        lambda p: jnp.full(
-            jnp.shape(p),
-            initial_scale,
-            _numerics.storage_dtype(p, nu_dtype, real=True),
+        lambda p: jnp.full_like(
+            p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)
         ),
         params,
     )
     mu = None
     if centered:
       mu = jax.tree.map(
-          lambda p: jnp.zeros(
-              jnp.shape(p), _numerics.storage_dtype(p, nu_dtype)
-          ),
+          lambda p: jnp.zeros_like(p, _numerics.storage_dtype(p, nu_dtype)),
           params,
       )
     count = jnp.zeros([], jnp.int32) if bias_correction else None

@@ -53,9 +53,9 @@ def momentum(
 
   def init_fn(params):
     return optax.TraceState(
-        trace=jax.tree.map(
-            lambda p: jnp.zeros(
-                jnp.shape(p), _numerics.storage_dtype(p, accumulator_dtype)
+        trace=jax.tree.map(  # zeros_like: inherit the params' sharding
+            lambda p: jnp.zeros_like(
+                p, _numerics.storage_dtype(p, accumulator_dtype)
             ),
             params,
         )
