@@ -41,3 +41,16 @@ def test_digits_mlp_quick_learns_and_plots(tmp_path, capsys):
   assert "test accuracy (rmsprop): 0." in capsys.readouterr().out
   _assert_png(tmp_path / "digits_mlp.png")
   assert (tmp_path / "digits_mlp.json").exists()
+
+
+def test_digits_cnn_quick_learns(tmp_path):
+  from digits import cli
+
+  histories = cli.main(
+      "cnn", default_epochs=30, quick_epochs=2,
+      argv=["--quick", "--no-progress", "--out", str(tmp_path),
+            "--optimizers", "rmsprop_momentum"])
+  h = histories["rmsprop_momentum"]
+  assert h["train_loss"][-1] < 0.25 * h["step_loss"][0]
+  assert h["test_accuracy"][-1] > 0.85
+  _assert_png(tmp_path / "digits_cnn.png")

@@ -53,7 +53,10 @@ class MLP(nnx.Module):
 
 
 class CNN(nnx.Module):
-  """8x8x1 -> two 3x3 convs -> 2x2 average pool -> dense -> 10 logits."""
+  """8x8x1 -> 3x3 conv -> 2x2 max pool -> 3x3 conv -> dense -> 10 logits.
+
+  Pooling before the second conv keeps it at 4x4: a CPU trains it in seconds.
+  """
 
   def __init__(self, hidden: int, *, rngs: nnx.Rngs):
     self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
@@ -64,8 +67,8 @@ class CNN(nnx.Module):
   def __call__(self, x):
     x = x.reshape(x.shape[0], 8, 8, 1)
     x = nnx.relu(self.conv1(x))
+    x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
     x = nnx.relu(self.conv2(x))
-    x = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
     x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
     return self.head(x)
 

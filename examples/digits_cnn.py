@@ -1,0 +1,18 @@
+"""Digits CNN (Flax NNX) trained with optax_rmsprop, against SGD and Adam.
+
+    python examples/digits_cnn.py            # ≥98% test accuracy, plot in examples/results/
+    python examples/digits_cnn.py --quick    # CI mode: 2 epochs
+
+Deliberately thin, like flax's ``examples/mnist/main.py``: the training code
+is in ``digits/train.py`` (``train_and_evaluate(config)``).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from digits import cli  # noqa: E402
+
+if __name__ == "__main__":
+  cli.main("cnn", default_epochs=30, quick_epochs=2)
