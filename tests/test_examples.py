@@ -54,3 +54,15 @@ def test_digits_cnn_quick_learns(tmp_path):
   assert h["train_loss"][-1] < 0.25 * h["step_loss"][0]
   assert h["test_accuracy"][-1] > 0.85
   _assert_png(tmp_path / "digits_cnn.png")
+
+
+def test_linen_trainstate_quick_learns(tmp_path):
+  import linen_trainstate
+
+  h = linen_trainstate.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+  # Warmup from lr 0: the first step leaves the loss where init put it.
+  assert h["lr"][0] == 0.0
+  assert max(h["lr"]) == pytest.approx(linen_trainstate.Config.peak_lr)
+  assert h["train_loss"][-1] < 0.25 * h["step_loss"][0]
+  assert h["test_accuracy"][-1] > 0.85
+  _assert_png(tmp_path / "linen_trainstate.png")
