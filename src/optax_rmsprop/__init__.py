@@ -10,6 +10,8 @@ from optax_rmsprop._scale_by_rms import ScaleByRmsState as ScaleByRmsState
 from optax_rmsprop._scale_by_rms import scale_by_rms as scale_by_rms
 from optax_rmsprop._sharding import init_sharded as init_sharded
 from optax_rmsprop._sharding import state_shardings as state_shardings
+from optax_rmsprop._stacked import StackLeavesState as StackLeavesState
+from optax_rmsprop._stacked import stack_leaves as stack_leaves
 from optax_rmsprop._transforms import (
     add_decoupled_weight_decay as add_decoupled_weight_decay,
 )
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "ScaleByRmsState",
+    "StackLeavesState",
     "add_decoupled_weight_decay",
     "dqn_rmsprop",
     "init_sharded",
@@ -26,6 +29,7 @@ __all__ = (
     "momentum",
     "rmsprop",
     "scale_by_rms",
+    "stack_leaves",
     "state_shardings",
     "tf1_rmsprop",
     "timm_rmsprop_tf",
