@@ -41,3 +41,20 @@ def test_quickstart_runs_and_trains():
   assert len(lines) == 2 and lines[0].split(": ")[1] == lines[1].split(": ")[1]
   accuracy = float(text.split("centered RMSprop: test accuracy ")[1].split()[0])
   assert accuracy > 0.85  # chance is 0.1
+
+
+def _relative_difference(text, name):
+  line = next(l for l in text.splitlines() if l.startswith(name))
+  return float(line.rsplit("difference ", 1)[1])
+
+
+def test_porting_notebook_reproduces_torch():
+  pytest.importorskip("torch")
+  _first_cell_installs_guarded("porting_from_pytorch.ipynb")
+  text = _execute("porting_from_pytorch.ipynb")
+  # The preset follows torch.optim.RMSprop to float32 rounding; optax.rmsprop
+  # with the "same" settings is a different optimizer.
+  assert _relative_difference(text, "torch_rmsprop") < 1e-4
+  assert _relative_difference(text, "optax.rmsprop") > 1e-2
+  assert _relative_difference(text, "StepLR") < 1e-3
+  assert "core == preset, bit for bit: True" in text
