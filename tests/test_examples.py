@@ -81,3 +81,17 @@ def test_char_rnn_quick_beats_unigram(tmp_path):
   assert all(s.startswith(p) and len(s) == len(p) + 200
              for s, p in zip(h["samples"], ("Return the ", "If the ")))
   _assert_png(tmp_path / "char_rnn.png")
+
+
+def test_dqn_cartpole_quick_learns(tmp_path):
+  pytest.importorskip("gymnax")
+  import dqn_cartpole
+
+  h = dqn_cartpole.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+  # A random policy lasts about 22 steps on CartPole. In the quick budget
+  # (80k env steps; 120-200 on seeds 0-2) the greedy policy must at least
+  # triple that, and the training episodes must get longer.
+  assert h["final_mean_return"] > 66.0
+  returns = h["episode_returns"]
+  assert sum(returns[-100:]) / 100 > 2 * sum(returns[:100]) / 100
+  _assert_png(tmp_path / "dqn_cartpole.png")
