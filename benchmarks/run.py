@@ -1,7 +1,7 @@
 """Benchmarks optax_rmsprop against optax and PyTorch, and against the floor.
 
-  python benchmarks/run.py            # full run (CPU: ~10 min on 2 cores)
-  python benchmarks/run.py --quick    # smoke run (< ~1 min)
+  python benchmarks/run.py            # full run (22 min on 2 busy cores)
+  python benchmarks/run.py --quick    # smoke run (~40 s)
 
 An RMSprop step is memory-bound, so the floor is bytes moved / bandwidth,
 with the bandwidth MEASURED here by a jitted ``x + 1`` over the same number
@@ -384,7 +384,9 @@ def markdown(info, bw_by_tree, table, sizes, leaves) -> str:
            "one step must move / measured `x + 1` copy bandwidth; "
            "*vs optax*, *vs ours*, *× floor* = median over repeats of the "
            "ratio within a repeat (for `nu_bf16`, *vs ours* is against ours "
-           "with f32 ν, timed in the same repeats).", ""]
+           "with f32 ν, timed in the same repeats); *host vs optax* and "
+           "*compile vs optax* are ratios of the medians (for `nu_bf16`, "
+           "against ours with f32 ν).", ""]
   for cell in table:
     bw = cell["copy_bandwidth"]
     lines += [f"### {cell['tree']} ({cell['params'] / 1e6:.2f}M params, "
@@ -392,14 +394,19 @@ def markdown(info, bw_by_tree, table, sizes, leaves) -> str:
               f"Floor {fmt_t(cell['floor_s'])} ({cell['bytes_per_step'] / 1e6:.0f} MB"
               f" at {bw / 1e9:.1f} GB/s).", "",
               "| implementation | device / step | × floor | vs optax | vs ours "
-              "| host call | compile | state bytes |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| host call | host vs optax | compile | compile vs optax "
+              "| state bytes |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    # Baseline for host/compile ratios: optax, else ours with f32 ν (bf16).
+    base = cell["impls"].get("optax") or cell["impls"].get("ours (f32 ν)") or {}
+    div = lambda a, b: None if a is None or not b else a / b
     for impl, r in cell["impls"].items():
       vs_ours = r.get("vs_ours_f32_nu") or r["vs_ours"]
       comp = f"{r['compile_s']:.2f} s" if r["compile_s"] is not None else "–"
       lines.append(f"| {impl} | {fmt_t(r['device_s'])} | {fmt_r(r['floor_ratio'])} "
                    f"| {fmt_r(r['vs_optax'])} | {fmt_r(vs_ours)} "
-                   f"| {fmt_t(r['host_s'])} | {comp} | "
+                   f"| {fmt_t(r['host_s'])} | {fmt_r(div(r['host_s'], base.get('host_s')))} "
+                   f"| {comp} | {fmt_r(div(r['compile_s'], base.get('compile_s')))} | "
                    f"{r['state_bytes'] / 1e6:.1f} MB |")
     diffs = {i: r["max_abs_diff_vs_ours"] for i, r in cell["impls"].items()
              if "max_abs_diff_vs_ours" in r}
@@ -409,12 +416,16 @@ def markdown(info, bw_by_tree, table, sizes, leaves) -> str:
     lines.append("")
   if sizes:
     lines += ["### Step time vs parameter count (one tensor, plain)", "",
-              "| params | " + " | ".join(sizes[0]["device_s"]) + " | floor | copy GB/s |",
-              "|---" * (len(sizes[0]["device_s"]) + 3) + "|"]
+              "| params | " + " | ".join(sizes[0]["device_s"]) + " | floor | copy GB/s "
+              "| ours vs optax | torch vs optax |",
+              "|---" * (len(sizes[0]["device_s"]) + 5) + "|"]
     for row in sizes:
-      lines.append(f"| {row['params'] / 1e6:.0f}M | " + " | ".join(
+      rel = row.get("vs_optax", {})
+      lines.append(f"| {row['params'] / 1e6:.1f}M | " + " | ".join(
           fmt_t(t) for t in row["device_s"].values())
-          + f" | {fmt_t(row['floor_s'])} | {row['copy_bandwidth'] / 1e9:.1f} |")
+          + f" | {fmt_t(row['floor_s'])} (optax {row['device_s']['optax'] / row['floor_s']:.2f}×)"
+          f" | {row['copy_bandwidth'] / 1e9:.1f} "
+          f"| {fmt_r(rel.get('ours'))} | {fmt_r(rel.get('torch foreach'))} |")
     lines.append("")
   if leaves:
     impls = list(leaves[-1]["compile_s"])
@@ -467,8 +478,8 @@ def plots(info, sizes, leaves, out_dir: pathlib.Path):
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-  ap.add_argument("--scale", type=float, help="GPT-2 width factor (default 0.25; 0.125 quick; 1 = 124M)")
-  ap.add_argument("--leaves", type=int, help="leaf count of the many-leaf tree (default 2000; 200 quick)")
+  ap.add_argument("--scale", type=float, help="GPT-2 width factor (default 0.25; 1 = the real 124M; not in --quick)")
+  ap.add_argument("--leaves", type=int, help="leaf count of the many-leaf tree (default 2000; 50 quick)")
   ap.add_argument("--sizes", type=lambda s: [int(float(x)) for x in s.split(",")],
                   help="one-tensor sizes for the step-time plot, e.g. 1e6,4e6")
   ap.add_argument("--leaf-counts", type=lambda s: [int(x) for x in s.split(",")],
@@ -476,10 +487,11 @@ def main(argv=None):
   ap.add_argument("--reps", type=int, help="interleaved repeats (median)")
   ap.add_argument("--target-s", type=float, default=None, help="seconds per K-step loop")
   ap.add_argument("--configs", help="comma-separated subset of: " + ", ".join(CONFIGS))
-  ap.add_argument("--no-torch", action="store_true")
+  ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
   ap.add_argument("--torch-threads", type=int,
                   help="torch intra-op threads (default: the cores JAX uses)")
-  ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+  ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"),
+                  help="folder for <machine>.json/.md/-*.png")
   ap.add_argument("--render", metavar="JSON",
                   help="only re-write the .md and plots from a results JSON")
   args = ap.parse_args(argv)
