@@ -52,6 +52,37 @@ def variant(clamp_nu: bool, floor_denominator: bool):
   return optax.GradientTransformation(init, update)
 
 
+def variant_bf16_nu(clamp):
+  """ours' plain step with bf16 ν: f32 math, ν clamped, then cast to bf16.
+
+  ``clamp(x, big)`` is how both the ν clamp and the narrowing cast's
+  saturation are written: ``jnp.minimum``/``jnp.clip`` as in the core, or a
+  ``jnp.where`` select.
+  """
+  f32max = float(jnp.finfo(jnp.float32).max)
+  bf16max = float(jnp.finfo(jnp.bfloat16).max)
+
+  def init(p):
+    return jnp.zeros(p.shape, jnp.bfloat16)
+
+  def update(g, nu, p=None):
+    new_nu = (1 - DECAY) * g**2 + DECAY * nu.astype(jnp.float32)
+    new_nu = clamp(new_nu, f32max)
+    d = jnp.maximum(new_nu + EPS, float(jnp.finfo(jnp.float32).tiny))
+    u = jax.lax.rsqrt(d) * g
+    return -LR * u, clamp(new_nu, bf16max).astype(jnp.bfloat16)
+
+  return optax.GradientTransformation(init, update)
+
+
+def core_clamp(x, big):  # ν >= 0, so clip's lower bound never binds
+  return jnp.clip(x, -big, big) if big < 1e38 else jnp.minimum(x, big)
+
+
+def where_clamp(x, big):
+  return jnp.where(x > big, big, x)
+
+
 def n_fusions(case) -> int:
   return len(re.findall(r"= \S+ fusion\(", case.step.as_text()))
 
@@ -69,6 +100,10 @@ def main():
       "local: no ν clamp": variant(False, True),
       "local: no denominator floor": variant(True, False),
       "local: no clamps (= optax)": variant(False, False),
+      "ours, nu_dtype=bf16": optax_rmsprop.rmsprop(LR, DECAY, EPS,
+                                                   nu_dtype=jnp.bfloat16),
+      "local bf16 ν, min/clip (= ours)": variant_bf16_nu(core_clamp),
+      "local bf16 ν, where": variant_bf16_nu(where_clamp),
   }
   for n in [int(float(x)) for x in args.sizes.split(",")]:
     p = jnp.full((n,), 0.5)
@@ -84,16 +119,18 @@ def main():
         dev[k].append((t_k - t_1) / (ks[k] - 1))
     print(f"\n{n / 1e6:.0f}M params (f32, one tensor), {args.reps} repeats")
     print(f"{'variant':30s} {'µs/step':>9s} {'vs optax':>9s} {'fusions':>8s}"
-          "  bits == optax  bits == ours")
+          "  bits == optax  bits == ours (bf16 rows: ours with bf16 ν)")
     for k in txs:
       ratio = statistics.median(
           a / b for a, b in zip(dev[k], dev["optax.rmsprop"]))
+      bf16 = "bf16" in k
       same_optax = bool(jnp.array_equal(ref[k], ref["optax.rmsprop"]))
-      same_ours = bool(jnp.array_equal(ref[k], ref["ours"]))
+      same_ours = bool(jnp.array_equal(
+          ref[k], ref["ours, nu_dtype=bf16" if bf16 else "ours"]))
       print(f"{k:30s} {statistics.median(dev[k]) * 1e6:9.0f} {ratio:9.3f} "
             f"{n_fusions(cases[k]):8d}  {same_optax!s:13s} {same_ours!s}")
     copy = statistics.median(dev["copy x+1"])
-    print(f"{'copy x+1 (floor = 2.5x this)':30s} {copy * 1e6:9.0f}")
+    print(f"{'copy x+1 (f32 floor = 2.5x)':30s} {copy * 1e6:9.0f}")
 
 
 if __name__ == "__main__":
