@@ -296,7 +296,8 @@ def main(argv=None) -> dict:
         f"({'solved' if h['solved'] else 'not solved'}: threshold {SOLVED:g})")
   png = plot(h, os.path.join(out, "dqn_cartpole.png"),
              f"DQN on CartPole-v1 (gymnax), optax_rmsprop.dqn_rmsprop(lr {config.learning_rate:g})")
-  _common.write_json({k: v for k, v in h.items() if k not in ("episode_end_step",)},
+  _common.write_json({k: v for k, v in h.items()
+                      if k not in ("episode_end_step", "episode_returns")},
                      os.path.join(out, "dqn_cartpole.json"))
   print(f"wrote {png}")
   return h

@@ -11,11 +11,12 @@ NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(__file__)),
                          "examples", "notebooks")
 
 
-def _execute(name):
+def _execute(name, monkeypatch):
   with open(os.path.join(NOTEBOOKS, name)) as f:
     nb = nbformat.read(f, as_version=4)
-  os.environ["OPTAX_RMSPROP_QUICK"] = "1"  # inherited by the kernel
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  # The kernel inherits the environment: quick settings, CPU like the tests.
+  monkeypatch.setenv("OPTAX_RMSPROP_QUICK", "1")
+  monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
   client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                    resources={"metadata": {"path": NOTEBOOKS}})
   client.execute()
@@ -33,9 +34,9 @@ def _first_cell_installs_guarded(name):
   assert "find_spec(\"optax_rmsprop\") is None" in install and "%pip install" in install
 
 
-def test_quickstart_runs_and_trains():
+def test_quickstart_runs_and_trains(monkeypatch):
   _first_cell_installs_guarded("quickstart.ipynb")
-  text = _execute("quickstart.ipynb")
+  text = _execute("quickstart.ipynb", monkeypatch)
   # optax.rmsprop and the drop-in agree to the printed digits.
   lines = [l for l in text.splitlines() if "f = " in l]
   assert len(lines) == 2 and lines[0].split(": ")[1] == lines[1].split(": ")[1]
@@ -48,10 +49,10 @@ def _relative_difference(text, name):
   return float(line.rsplit("difference ", 1)[1])
 
 
-def test_porting_notebook_reproduces_torch():
+def test_porting_notebook_reproduces_torch(monkeypatch):
   pytest.importorskip("torch")
   _first_cell_installs_guarded("porting_from_pytorch.ipynb")
-  text = _execute("porting_from_pytorch.ipynb")
+  text = _execute("porting_from_pytorch.ipynb", monkeypatch)
   # The preset follows torch.optim.RMSprop to float32 rounding; optax.rmsprop
   # with the "same" settings is a different optimizer.
   assert _relative_difference(text, "torch_rmsprop") < 1e-4
