@@ -44,6 +44,20 @@ def _run(tx, params, steps=6):
   return params, state
 
 
+def assert_same_up_to_fma(got, want):
+  """Equal, up to a couple of ulps where XLA contracts an FMA differently.
+
+  XLA:CPU may contract ``a * b + c`` into an FMA in one layout's fusion and
+  not the other's (observed: 1 ulp in 1 element after 6 steps, torch-like
+  config); any error in the stacking itself would be far larger.
+  """
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    if g.dtype in (np.float32, np.float64):
+      np.testing.assert_array_max_ulp(np.asarray(g), np.asarray(w), maxulp=2)
+    else:
+      np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
 CONFIGS = {
     "plain": dict(learning_rate=0.01),
     "centered-nesterov": dict(
@@ -74,7 +88,7 @@ def test_identical_to_default_layout(name, max_group_size):
   got_p, got_s = _run(
       stack_leaves(optax_rmsprop.rmsprop(**kwargs), max_group_size), params
   )
-  jax.tree.map(np.testing.assert_array_equal, got_p, want_p)
+  assert_same_up_to_fma(got_p, want_p)
   dtypes = lambda t: [x.dtype for x in jax.tree.leaves(t)]
   assert dtypes(got_p) == dtypes(want_p)
   # Same state, just regrouped: same bytes, same multiset of values.

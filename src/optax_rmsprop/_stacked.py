@@ -58,9 +58,11 @@ def stack_leaves(
   of thousands of small leaves (e.g. per-layer weights of a deep MLP) compiles
   to fewer, larger fused loops and a jitted step passes fewer buffers. For a
   transform that acts elementwise, such as :func:`rmsprop` (any options but
-  tree-valued ``weight_decay_mask``), the updates are identical to running
-  ``inner`` on the tree itself; unlike :func:`optax.flatten`, nothing is
-  concatenated across shapes.
+  tree-valued ``weight_decay_mask``), the updates are those of running
+  ``inner`` on the tree itself, up to the rounding of a multiply-add that
+  XLA may fuse into an FMA in one layout and not the other (at most an ulp
+  per step); unlike :func:`optax.flatten`, nothing is concatenated across
+  shapes.
 
   ``inner`` must not depend on the tree structure or on leaf shapes: a mask
   given as a tree, or a per-leaf norm (``optax.clip_by_global_norm`` is fine,
