@@ -68,6 +68,11 @@ def plot_histories(
   ax_metric.legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
+  return save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+  """Writes ``fig`` to ``path`` (creating its folder) and closes it."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path)
   plt.close(fig)

@@ -260,10 +260,7 @@ def plot(history: dict, path: str, title: str) -> str:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="upper left")
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _common.save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -136,10 +136,7 @@ def plot(history: dict, path: str, title: str) -> str:
     ax.grid(alpha=0.3)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _common.save_figure(fig, path)
 
 
 def main(argv=None) -> dict:
