@@ -114,6 +114,80 @@ def test_nu_dtype_sets_state_storage_and_tracks_float32():
   np.testing.assert_allclose(p["w"], p_ref["w"], rtol=2e-2)
 
 
+@pytest.mark.parametrize("state_dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_update_uses_the_state_as_stored(state_dtype, centered):
+  """Low-precision ν, μ: the stored state is float32 arithmetic on the
+  previous stored state, rounded once, and each step's update is
+  g / sqrt(v + ε) with v from that *stored* state. Checked step by step."""
+  rho, eps, f32 = 0.9, 1e-6, np.float32
+  sdtype = jnp.dtype(state_dtype)  # NumPy-usable (ml_dtypes for bfloat16)
+  tx = optax_rmsprop.scale_by_rms(
+      decay=rho, eps=eps, centered=centered, nu_dtype=sdtype
+  )
+  rng = np.random.default_rng(1)
+  state = tx.init(jnp.zeros(256))
+  update = jax.jit(tx.update)
+  checked = 0
+  for _ in range(20):
+    g = (rng.normal(size=256) * 10.0 ** rng.integers(-3, 3)).astype(f32)
+    old = state
+    u, state = update(jnp.asarray(g), state)
+    nu = np.asarray(state.nu)
+    assert nu.dtype == sdtype
+    want = f32(1 - rho) * g * g + f32(rho) * np.asarray(old.nu).astype(f32)
+    tie = _near_rounding_tie(want, sdtype)
+    np.testing.assert_array_equal(nu[~tie], want[~tie].astype(sdtype))
+    v = nu.astype(f32)
+    if centered:
+      mu = np.asarray(state.mu)
+      want = f32(1 - rho) * g + f32(rho) * np.asarray(old.mu).astype(f32)
+      tie_mu = _near_rounding_tie(want, sdtype)
+      np.testing.assert_array_equal(mu[~tie_mu], want[~tie_mu].astype(sdtype))
+      tie |= tie_mu
+      v = np.maximum(v - mu.astype(f32) ** 2, f32(0))
+    # At a near-tie the update's fusion may round its own (FMA-contracted)
+    # copy of ν the other way: one ulp of the storage dtype.
+    np.testing.assert_allclose(
+        np.asarray(u)[~tie], (g / np.sqrt(v + f32(eps)))[~tie], rtol=2e-6
+    )
+    checked += int((~tie).sum())
+  # 0.9 × a short-mantissa ν often lands exactly on a tie: a few % here.
+  assert checked > 0.9 * 20 * 256
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_updates_use_the_buffer_as_stored(nesterov):
+  """A bfloat16 momentum buffer: m_t = bf16(g + β m_{t-1}) in float32, and
+  the update is m_t (or g + β m_t) from that stored m_t."""
+  beta, f32, bf16 = 0.9, np.float32, jnp.dtype("bfloat16")
+  tx = optax_rmsprop.momentum(beta, nesterov, accumulator_dtype=bf16)
+  rng = np.random.default_rng(2)
+  state = tx.init(jnp.zeros(256))
+  update = jax.jit(tx.update)
+  for _ in range(10):
+    g = rng.normal(size=256).astype(f32)
+    old = np.asarray(state.trace).astype(f32)
+    u, state = update(jnp.asarray(g), state)
+    m = np.asarray(state.trace)
+    assert m.dtype == bf16 and u.dtype == jnp.float32
+    want = g + f32(beta) * old
+    tie = _near_rounding_tie(want, bf16)
+    np.testing.assert_array_equal(m[~tie], want[~tie].astype(bf16))
+    m = m.astype(f32)
+    want_u = g + f32(beta) * m if nesterov else m
+    scale = np.abs(g) + np.abs(m) if nesterov else np.abs(m)  # cancellation
+    err = np.abs(np.asarray(u) - want_u)
+    assert np.all((err <= 1e-6 * scale)[~tie])
+
+
+def _near_rounding_tie(x: np.ndarray, dtype) -> np.ndarray:
+  """Where float32 ``x`` is within 4 float32 ulps of a rounding boundary of
+  ``dtype`` (a different op order could round it the other way)."""
+  delta = 4 * np.spacing(np.abs(x))
+  return (x - delta).astype(dtype) != (x + delta).astype(dtype)
+
+
 def test_complex_gradients_use_abs_squared():
   g = jnp.array([3 + 4j, 1j, 0j], jnp.complex64)
   tx = optax_rmsprop.scale_by_rms(decay=0.5, eps=0.0, centered=True)

@@ -93,8 +93,10 @@ def rmsprop(
     weight_decay_mask: Tree of booleans, or a function of the params returning
       one, selecting the leaves either decay applies to (None: all).
     maximize: Ascend the objective instead (PyTorch's ``maximize``).
-    nu_dtype: Storage dtype of the RMS state (e.g. ``jnp.bfloat16``).
-    momentum_dtype: Storage dtype of the momentum buffer.
+    nu_dtype: Storage dtype of the RMS state (e.g. ``jnp.bfloat16``: half
+      the memory, and faster, as a step is memory-bound). Arithmetic is at
+      least float32; updates use the state as stored (rounded).
+    momentum_dtype: Storage dtype of the momentum buffer (same rules).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
