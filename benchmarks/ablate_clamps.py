@@ -53,7 +53,8 @@ def variant(clamp_nu: bool, floor_denominator: bool):
 
 
 def variant_bf16_nu(clamp):
-  """ours' plain step with bf16 ν: f32 math, ν clamped, then cast to bf16.
+  """ours' plain step with bf16 ν as of the first run (update from the
+  unrounded ν, see ablate_state_dtype.py): f32 math, ν clamped, cast to bf16.
 
   ``clamp(x, big)`` is how both the ν clamp and the narrowing cast's
   saturation are written: ``jnp.minimum``/``jnp.clip`` as in the core, or a
@@ -102,7 +103,7 @@ def main():
       "local: no clamps (= optax)": variant(False, False),
       "ours, nu_dtype=bf16": optax_rmsprop.rmsprop(LR, DECAY, EPS,
                                                    nu_dtype=jnp.bfloat16),
-      "local bf16 ν, min/clip (= ours)": variant_bf16_nu(core_clamp),
+      "local bf16 ν, min/clip (old ours)": variant_bf16_nu(core_clamp),
       "local bf16 ν, where": variant_bf16_nu(where_clamp),
   }
   for n in [int(float(x)) for x in args.sizes.split(",")]:

@@ -80,13 +80,16 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("max_group_size", [2, 32])
-def test_identical_to_default_layout(name, max_group_size):
+@pytest.mark.parametrize("max_group_size, max_leaf_size", [(2, 64), (32, 4)])
+def test_identical_to_default_layout(name, max_group_size, max_leaf_size):
   params = _tree()
   kwargs = CONFIGS[name]
   want_p, want_s = _run(optax_rmsprop.rmsprop(**kwargs), params)
   got_p, got_s = _run(
-      stack_leaves(optax_rmsprop.rmsprop(**kwargs), max_group_size), params
+      stack_leaves(
+          optax_rmsprop.rmsprop(**kwargs), max_group_size, max_leaf_size
+      ),
+      params,
   )
   assert_same_up_to_fma(got_p, want_p)
   dtypes = lambda t: [x.dtype for x in jax.tree.leaves(t)]
@@ -116,6 +119,28 @@ def test_groups_by_shape_and_dtype():
       ((2, 4), "float32"), ((2, 4), "float32"), ((1, 4), "float32"),
       ((1, 4, 2), "float32"), ((1,), "float32"), ((1, 3, 4), "bfloat16"),
   ])
+
+
+def test_large_leaves_stay_alone_and_cost_no_copy():
+  tx = stack_leaves(optax_rmsprop.rmsprop(0.1), max_leaf_size=4)
+  nu = tx.init(_tree()).inner_state[0].nu
+  sizes = sorted((x.shape, str(x.dtype)) for x in nu)
+  assert sizes == sorted(
+      [((5, 4), "float32")]  # the five biases (4 elements) still stacked
+      + [((1, 3, 4), "float32")] * 5 + [((1, 4, 2), "float32"),
+         ((1,), "float32"), ((1, 3, 4), "bfloat16")]
+  )
+  # Stacking a single leaf is a reshape: no concatenate, no copy compiled.
+  params = {"a": jnp.ones((300, 300)), "b": jnp.ones((300, 300))}
+  tx = stack_leaves(optax_rmsprop.rmsprop(0.1))  # default: 65536 elements
+  state = tx.init(params)
+
+  def step(p, s, g):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  hlo = jax.jit(step).lower(params, state, params).compile().as_text()
+  assert "concatenate" not in hlo and " copy(" not in hlo
 
 
 def test_mask_outside_the_wrapper():
