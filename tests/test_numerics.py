@@ -208,3 +208,16 @@ def test_non_finite_gradients_still_give_non_finite_updates():
   for bad in (jnp.nan, jnp.inf):
     u, _ = tx.update(jnp.array([1.0, bad, 0.0]), tx.init(params), params)
     assert not np.isfinite(np.asarray(u)[1])
+
+
+@pytest.mark.parametrize("eps_in_sqrt", [True, False])
+def test_traced_zero_eps_still_floors_the_denominator(eps_in_sqrt):
+  """The floor is skipped only for a concrete ε >= the smallest normal; a
+  traced ε (inject_hyperparams) of 0 must still give 0 for a zero gradient."""
+  tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
+      learning_rate=0.1, eps=0.0, eps_in_sqrt=eps_in_sqrt
+  )
+  params = jnp.ones(3)
+  state = tx.init(params)
+  u, _ = jax.jit(tx.update)(jnp.zeros(3), state, params)
+  np.testing.assert_array_equal(np.asarray(u), np.zeros(3))

@@ -42,6 +42,26 @@ def abs_sq(x: jax.Array) -> jax.Array:
   return x**2
 
 
+def cast(x: jax.Array, dtype) -> jax.Array:
+  """``x.astype(dtype)``, but ``x`` itself when it already has ``dtype``.
+
+  A same-dtype ``astype`` still emits a convert op; per leaf of a many-leaf
+  tree such no-ops add up in tracing and XLA compile time.
+  """
+  return x if x.dtype == jnp.dtype(dtype) else x.astype(dtype)
+
+
+def clamp_above(x: jax.Array, big: float) -> jax.Array:
+  """``where(x > big, big, x)``: a select, which XLA:CPU vectorises.
+
+  (``jnp.minimum``'s NaN propagation does not vectorise; NaN fails the
+  compare and passes through. Written with lax ops: ``jnp.where`` is a nested
+  jitted call per leaf, which costs tracing and compile time.)
+  """
+  big = jax.lax.full_like(x, big)
+  return jax.lax.select(jax.lax.gt(x, big), big, x)
+
+
 def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   """Casts ``x`` to ``dtype``, clipping to its finite range instead of ±inf.
 
@@ -53,10 +73,10 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   if not jnp.issubdtype(dtype, jnp.inexact) or not jnp.issubdtype(
       x.dtype, jnp.inexact
   ):
-    return x.astype(dtype)
+    return cast(x, dtype)
   big = jnp.finfo(dtype).max
   if big >= jnp.finfo(x.dtype).max:
-    return x.astype(dtype)  # not narrowing: nothing can overflow
+    return cast(x, dtype)  # not narrowing: nothing can overflow
   if jnp.iscomplexobj(x):
     re = _clip(jnp.real(x), big)
     im = _clip(jnp.imag(x), big)
@@ -65,13 +85,8 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
 
 
 def _clip(x: jax.Array, big: float) -> jax.Array:
-  """``clip(x, -big, big)`` as selects, which vectorise on XLA:CPU.
-
-  (``jnp.clip``'s NaN-propagating min/max does not; NaN fails both compares
-  and passes through unchanged.)
-  """
-  x = jnp.where(x > big, big, x)
-  return jnp.where(x < -big, -big, x)
+  """``clip(x, -big, big)`` as selects (NaN passes through unchanged)."""
+  return -clamp_above(-clamp_above(x, big), big)
 
 
 def smallest_normal(dtype) -> float:

@@ -74,7 +74,7 @@ def momentum(
         lambda u, t: _numerics.compute_dtype(jnp.promote_types(u.dtype, t.dtype)),
         updates, state.trace,
     )
-    upcast = lambda tree: jax.tree.map(lambda x, d: x.astype(d), tree, compute)
+    upcast = lambda tree: jax.tree.map(_numerics.cast, tree, compute)
     g = upcast(updates)
     summed, _ = heavy_ball.update(g, optax.TraceState(upcast(state.trace)))
     new_trace = jax.tree.map(  # g + β m, rounded to the buffer's dtype

@@ -55,3 +55,9 @@ def check_interval(
 def check_nonnegative(name: str, value: Any) -> None:
   """Raises ValueError if ``value`` is negative or NaN (see check_interval)."""
   check_interval(name, value, low=0.0)
+
+
+def known_at_least(value: Any, bound: float) -> bool:
+  """Whether ``value`` is concrete now and ``>= bound`` (False if traced)."""
+  array = _concrete(value)
+  return array is not None and bool(np.all(array >= bound))
