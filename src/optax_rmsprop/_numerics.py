@@ -86,7 +86,9 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
 
 def _clip(x: jax.Array, big: float) -> jax.Array:
   """``clip(x, -big, big)`` as selects (NaN passes through unchanged)."""
-  return -clamp_above(-clamp_above(x, big), big)
+  low = jax.lax.full_like(x, -big)
+  x = clamp_above(x, big)
+  return jax.lax.select(jax.lax.lt(x, low), low, x)
 
 
 def smallest_normal(dtype) -> float:
