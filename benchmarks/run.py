@@ -387,6 +387,35 @@ def fmt_t(s):
   return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
 
+def summary(table) -> list[str]:
+  """One row per cell: the ratios the README and docs quote."""
+  lines = ["## Summary", "",
+           "Device time ratios (median of per-repeat ratios); compile and host "
+           "ratios of medians. *bf16 ν* rows compare ours with "
+           "`nu_dtype=bfloat16` against ours with f32 ν.", "",
+           "| tree | config | ours / step | ours × floor | optax × floor "
+           "| ours vs optax | flatten vs optax | stack_leaves vs optax "
+           "| torch vs optax | bound p − η·g vs optax | compile ours / optax "
+           "| compile stack_leaves / optax | host stack_leaves / optax |",
+           "|---" * 13 + "|"]
+  for cell in table:
+    im = cell["impls"]
+    get = lambda impl, key: (im.get(impl) or {}).get(key)
+    base = "ours (f32 ν)" if cell["config"] == "nu_bf16" else "optax"
+    vs = "vs_ours_f32_nu" if cell["config"] == "nu_bf16" else "vs_optax"
+    div = lambda a, b: None if a is None or not b else a / b
+    lines.append(
+        f"| {cell['tree']} | {cell['config']} | {fmt_t(get('ours', 'device_s'))} "
+        f"| {fmt_r(get('ours', 'floor_ratio'))} | {fmt_r(get('optax', 'floor_ratio'))} "
+        f"| {fmt_r(get('ours', vs))} | {fmt_r(get('optax.flatten', vs))} "
+        f"| {fmt_r(get('ours+stack_leaves', vs))} | {fmt_r(get('torch foreach', vs))} "
+        f"| {fmt_r(get(SGD_BOUND, vs))} "
+        f"| {fmt_r(div(get('ours', 'compile_s'), get(base, 'compile_s')))} "
+        f"| {fmt_r(div(get('ours+stack_leaves', 'compile_s'), get(base, 'compile_s')))} "
+        f"| {fmt_r(div(get('ours+stack_leaves', 'host_s'), get(base, 'host_s')))} |")
+  return lines + [""]
+
+
 def markdown(info, bw_by_tree, table, sizes, leaves) -> str:
   v = info["versions"]
   lines = [f"# RMSprop step benchmarks: {info['label']}", "",
@@ -400,7 +429,7 @@ def markdown(info, bw_by_tree, table, sizes, leaves) -> str:
            "ratio within a repeat (for `nu_bf16`, *vs ours* is against ours "
            "with f32 ν, timed in the same repeats); *host vs optax* and "
            "*compile vs optax* are ratios of the medians (for `nu_bf16`, "
-           "against ours with f32 ν).", ""]
+           "against ours with f32 ν).", ""] + summary(table)
   for cell in table:
     bw = cell["copy_bandwidth"]
     lines += [f"### {cell['tree']} ({cell['params'] / 1e6:.2f}M params, "
