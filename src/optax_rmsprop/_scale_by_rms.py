@@ -47,17 +47,23 @@ def check_tree_matches(updates: Any, state_tree: Any, what: str) -> None:
       )
 
 
-def _finite(x: jax.Array) -> jax.Array:
-  """Clamps a non-negative array at its dtype's largest finite value.
+def _finite(x: jax.Array, storage_dtype=None) -> jax.Array:
+  """Clamps a non-negative array at the largest value finite in its dtype
+  (and in ``storage_dtype``, so that a later cast to it needs no clip).
 
   A select, not ``jnp.minimum``: XLA:CPU lowers the NaN-propagating minimum
   to a sequence that made the fused step 1.75x slower than optax (see
   benchmarks/NOTES.md); ``NaN > big`` is false, so NaN still passes through.
   """
-  return _numerics.clamp_above(x, float(jnp.finfo(x.dtype).max))
+  big = jnp.finfo(x.dtype).max
+  if storage_dtype is not None:
+    big = min(big, jnp.finfo(storage_dtype).max)
+  return _numerics.clamp_above(x, float(big))
 
 
-def _as_stored(x: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+def _as_stored(
+    x: jax.Array, dtype, in_range: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """``x`` rounded to its storage ``dtype``: (in x's dtype, in ``dtype``).
 
   The update is computed from the state as stored (as PyTorch does with
@@ -66,9 +72,11 @@ def _as_stored(x: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
   unrounded value instead made XLA recompute it from the old state, which an
   in-place (donated or loop-carried) state buffer must first copy: bfloat16 ν
   was 1.08x the float32-ν step time instead of 0.82x (benchmarks/NOTES.md).
-  A no-op when ``dtype`` is ``x``'s.
+  A no-op when ``dtype`` is ``x``'s. ``in_range``: x is known finite in
+  ``dtype`` (no saturation selects needed).
   """
-  stored = _numerics.saturating_cast(x, dtype)
+  cast = _numerics.cast if in_range else _numerics.saturating_cast
+  stored = cast(x, dtype)
   return _numerics.cast(stored, x.dtype), stored
 
 
@@ -209,7 +217,10 @@ def scale_by_rms(
         nu, _numerics.real_dtype(cdtype)
     )
     # |g|² can overflow for finite g; a finite ν keeps ν − |μ|² off inf − inf.
-    new_nu, stored_nu = _as_stored(_finite(new_nu), nu.dtype)
+    # One select clamps ν into float32's and the storage dtype's range.
+    new_nu, stored_nu = _as_stored(
+        _finite(new_nu, nu.dtype), nu.dtype, in_range=True
+    )
     nu_hat = new_nu
     if correction is not None:
       nu_hat = _finite(new_nu / jnp.asarray(correction).astype(new_nu.dtype))
