@@ -66,8 +66,9 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   """Casts ``x`` to ``dtype``, clipping to its finite range instead of ±inf.
 
   Only a narrowing cast clips (float32 -> float16); inf in a same-width cast
-  stays inf, so overflowing updates are still seen as non-finite. NaN stays NaN (so ``optax.apply_if_finite`` still sees it). Values that are
-  already in range are unchanged, bit for bit.
+  stays inf, so overflowing updates are still seen as non-finite. NaN stays
+  NaN (so ``optax.apply_if_finite`` still sees it). Values that are already
+  in range are unchanged, bit for bit.
   """
   dtype = jnp.dtype(dtype)
   if not jnp.issubdtype(dtype, jnp.inexact) or not jnp.issubdtype(

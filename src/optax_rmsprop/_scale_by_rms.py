@@ -71,7 +71,8 @@ def _as_stored(
   XLA can read the new state from the fusion that wrote it. Using the
   unrounded value instead made XLA recompute it from the old state, which an
   in-place (donated or loop-carried) state buffer must first copy: bfloat16 ν
-  was 1.08x the float32-ν step time instead of 0.82x (benchmarks/NOTES.md).
+  was 1.02x the float32-ν step time instead of 0.79x (16M params, CPU;
+  benchmarks/NOTES.md §5b).
   A no-op when ``dtype`` is ``x``'s. ``in_range``: x is known finite in
   ``dtype`` (no saturation selects needed).
   """
@@ -200,12 +201,6 @@ def scale_by_rms(
     count = jnp.zeros([], jnp.int32) if bias_correction else None
     return ScaleByRmsState(nu=nu, mu=mu, count=count)
 
-  def eps_is_normal(tiny: float) -> bool:
-    # A concrete ε >= the smallest normal keeps the denominator off 0 by
-    # itself; only a traced, zero or subnormal ε needs the floor (fewer ops
-    # per leaf: compile time on many-leaf trees).
-    return _validation.known_at_least(eps, tiny)
-
   # jit(inline=True): traced once per leaf shape and dtype, then inlined into
   # the caller's graph (same HLO). Tracing each leaf anew made a many-leaf
   # tree trace ~2x slower than optax's; eagerly, it runs as one kernel.
@@ -235,7 +230,10 @@ def scale_by_rms(
       var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
     denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
     tiny = _numerics.smallest_normal(cdtype)
-    if not eps_is_normal(tiny):  # else var >= 0 makes the floor a no-op
+    # A concrete ε >= the smallest normal keeps the denominator off 0 by
+    # itself (var >= 0); only a traced, zero or subnormal ε needs the floor
+    # (one op fewer per leaf: compile time on many-leaf trees).
+    if not _validation.known_at_least(eps, tiny):
       denominator = jnp.maximum(denominator, tiny)
     if eps_in_sqrt:
       scaling = jax.lax.rsqrt(denominator)

@@ -30,7 +30,9 @@ def _groups(
   by_key: dict[Any, list[int]] = {}
   for i, leaf in enumerate(leaves):
     key = (jnp.shape(leaf), jnp.result_type(leaf))
-    by_key.setdefault(key if jnp.size(leaf) <= max_leaf_size else i, []).append(i)
+    if jnp.size(leaf) > max_leaf_size:
+      key = i  # a group of its own
+    by_key.setdefault(key, []).append(i)
   return tuple(
       tuple(idx[k : k + max_size])
       for idx in by_key.values()
@@ -116,7 +118,8 @@ def stack_leaves(
 
   def update_fn(updates, state, params=None, **extra_args):
     leaves, treedef = jax.tree.flatten(updates)
-    groups = _groups(leaves, max_group_size, max_leaf_size)  # static: shapes and dtypes
+    # Static: from shapes and dtypes only.
+    groups = _groups(leaves, max_group_size, max_leaf_size)
     stacked_params = None
     if params is not None:
       stacked_params = _stack(treedef.flatten_up_to(params), groups)
