@@ -549,7 +549,7 @@ def main(argv=None):
   args.reps = args.reps or (3 if args.quick else 7)
   args.target_s = args.target_s or (0.005 if args.quick else 0.15)
   args.sizes = args.sizes or ([1 << 20] if args.quick else
-                              [1 << 20, 1 << 22, 1 << 24, 1 << 26])
+                              [1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28])
   many = args.leaves or (50 if args.quick else 2000)
   args.leaf_counts = args.leaf_counts or (
       [10, many] if args.quick else [10, 100, 500, many])
