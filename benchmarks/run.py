@@ -1,6 +1,6 @@
 """Benchmarks optax_rmsprop against optax and PyTorch, and against the floor.
 
-  python benchmarks/run.py            # full run (~11 min on 2 idle cores)
+  python benchmarks/run.py            # full run (~13 min on 2 idle cores)
   python benchmarks/run.py --quick    # smoke run (~40 s)
 
 An RMSprop step is memory-bound, so the floor is bytes moved / bandwidth,
