@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import pathlib
 
@@ -28,7 +27,7 @@ import optax
 import optax_rmsprop
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from run import CopyCase, JaxCase, calibrate  # noqa: E402
+from run import CopyCase, JaxCase, measure, paired_ratio  # noqa: E402
 
 LR, DECAY, EPS = 1e-3, 0.9, 1e-8
 
@@ -112,25 +111,19 @@ def main():
     cases = {k: JaxCase(tx, p, g) for k, tx in txs.items()}
     ref = {k: c.final_params(5) for k, c in cases.items()}
     cases["copy x+1"] = CopyCase(n)
-    ks = {k: calibrate(c, args.target_s) for k, c in cases.items()}
-    dev = {k: [] for k in cases}
-    for _ in range(args.reps):
-      for k, c in cases.items():
-        t_k, t_1 = c.run_loop(ks[k]), c.run_loop(1)
-        dev[k].append((t_k - t_1) / (ks[k] - 1))
+    res = measure(cases, args.reps, args.target_s, host=False)
     print(f"\n{n / 1e6:.0f}M params (f32, one tensor), {args.reps} repeats")
     print(f"{'variant':30s} {'µs/step':>9s} {'vs optax':>9s} {'fusions':>8s}"
           "  bits == optax  bits == ours (bf16 rows: ours with bf16 ν)")
     for k in txs:
-      ratio = statistics.median(
-          a / b for a, b in zip(dev[k], dev["optax.rmsprop"]))
+      ratio = paired_ratio(res, k, "optax.rmsprop")
       bf16 = "bf16" in k
       same_optax = bool(jnp.array_equal(ref[k], ref["optax.rmsprop"]))
       same_ours = bool(jnp.array_equal(
           ref[k], ref["ours, nu_dtype=bf16" if bf16 else "ours"]))
-      print(f"{k:30s} {statistics.median(dev[k]) * 1e6:9.0f} {ratio:9.3f} "
+      print(f"{k:30s} {res[k]['device_s'] * 1e6:9.0f} {ratio:9.3f} "
             f"{n_fusions(cases[k]):8d}  {same_optax!s:13s} {same_ours!s}")
-    copy = statistics.median(dev["copy x+1"])
+    copy = res["copy x+1"]["device_s"]
     print(f"{'copy x+1 (f32 floor = 2.5x)':30s} {copy * 1e6:9.0f}")
 
 

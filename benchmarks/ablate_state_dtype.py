@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 import re
-import statistics
 import sys
 
 import jax
@@ -29,7 +28,7 @@ import optax_rmsprop
 from optax_rmsprop import _numerics
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from run import JaxCase, calibrate  # noqa: E402
+from run import JaxCase, measure, paired_ratio  # noqa: E402
 
 LR, DECAY, EPS, BETA = 1e-3, 0.9, 1e-8, 0.9
 BF16 = jnp.bfloat16
@@ -97,18 +96,13 @@ def main():
     p = jnp.full((n,), 0.5)
     g = jnp.asarray(np.random.default_rng(0).normal(size=n), jnp.float32)
     cases = {k: JaxCase(tx, p, g) for k, tx in txs.items()}
-    ks = {k: calibrate(c, args.target_s) for k, c in cases.items()}
-    dev = {k: [] for k in cases}
-    for _ in range(args.reps):
-      for k, c in cases.items():
-        t_k, t_1 = c.run_loop(ks[k]), c.run_loop(1)
-        dev[k].append((t_k - t_1) / (ks[k] - 1))
+    res = measure(cases, args.reps, args.target_s, host=False)
     print(f"\n{n / 1e6:.1f}M params (f32, one tensor), {args.reps} repeats")
     print(f"{'variant':34s} {'µs/step':>9s} {'vs f32 state':>13s} {'copies in loop':>15s}"
           "  state bytes")
     for k in txs:
-      ratio = statistics.median(a / b for a, b in zip(dev[k], dev[base[k]]))
-      print(f"{k:34s} {statistics.median(dev[k]) * 1e6:9.0f} {ratio:13.3f} "
+      ratio = paired_ratio(res, k, base[k])
+      print(f"{k:34s} {res[k]['device_s'] * 1e6:9.0f} {ratio:13.3f} "
             f"{loop_copies(cases[k]):15d}  {cases[k].state_bytes / 1e6:.1f} MB")
 
 

@@ -228,7 +228,7 @@ def calibrate(case, target_s: float) -> int:
   return int(min(5000, max(5, target_s / per_step)))
 
 
-def measure(cases: dict, reps: int, target_s: float) -> dict:
+def measure(cases: dict, reps: int, target_s: float, host: bool = True) -> dict:
   """Interleaved repeats; per case median device step and host call time.
 
   A repeat's device time is (t(K) - t(1)) / (K - 1): the same executable
@@ -238,17 +238,17 @@ def measure(cases: dict, reps: int, target_s: float) -> dict:
   """
   ks = {name: calibrate(case, target_s) for name, case in cases.items()}
   dev = {name: [] for name in cases}
-  host = {name: [] for name in cases}
+  host_s = {name: [] for name in cases}
   for _ in range(reps):
     for name, case in cases.items():
       t_k, t_1 = case.run_loop(ks[name]), case.run_loop(1)
       dev[name].append(max(t_k - t_1, 1e-9) / (ks[name] - 1))
-      if hasattr(case, "run_step"):
-        host[name].append(case.run_step())
+      if host and hasattr(case, "run_step"):
+        host_s[name].append(case.run_step())
   med = statistics.median
   out = {name: {"device_s": med(dev[name]), "k": ks[name],
                 "device_min_s": min(dev[name]), "device_max_s": max(dev[name]),
-                "host_s": med(host[name]) if host[name] else None,
+                "host_s": med(host_s[name]) if host_s[name] else None,
                 "per_rep_s": dev[name]}
          for name in cases}
   return out
@@ -488,6 +488,15 @@ def plots(info, sizes, leaves, out_dir: pathlib.Path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  def finish(fig, ax, name, **labels):
+    ax.set(xscale="log", yscale="log", **labels)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path = out_dir / f"{info['name']}-{name}.png"
+    fig.savefig(path)
+    return path
+
   paths = []
   if sizes:
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
@@ -495,26 +504,17 @@ def plots(info, sizes, leaves, out_dir: pathlib.Path):
     for impl in sizes[0]["device_s"]:
       ax.plot(xs, [r["device_s"][impl] * 1e3 for r in sizes], "o-", label=impl)
     ax.plot(xs, [r["floor_s"] * 1e3 for r in sizes], "k--", label="floor (20 B/param)")
-    ax.set(xscale="log", yscale="log", xlabel="parameters (one f32 tensor)",
-           ylabel="ms / step", title=f"RMSprop step, {info['label']}"[:70])
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    paths.append(out_dir / f"{info['name']}-step-time.png")
-    fig.savefig(paths[-1])
+    paths.append(finish(fig, ax, "step-time", xlabel="parameters (one f32 tensor)",
+                        ylabel="ms / step",
+                        title=f"RMSprop step, {info['label']}"[:70]))
   if leaves:
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
-    xs = [r["leaves"] for r in leaves]
     for impl in leaves[-1]["compile_s"]:
       pts = [(r["leaves"], r["compile_s"][impl]) for r in leaves if impl in r["compile_s"]]
       ax.plot(*zip(*pts), "o-", label=impl)
-    ax.set(xscale="log", yscale="log", xlabel="leaves (64×64 f32 each)",
-           ylabel="compile s (one jitted step)", title=f"Compile time, {info['label']}"[:70])
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    paths.append(out_dir / f"{info['name']}-compile-time.png")
-    fig.savefig(paths[-1])
+    paths.append(finish(fig, ax, "compile-time", xlabel="leaves (64×64 f32 each)",
+                        ylabel="compile s (one jitted step)",
+                        title=f"Compile time, {info['label']}"[:70]))
   return paths
 
 
