@@ -1,5 +1,7 @@
 """The optax contract: composition, wrappers, jit, abstract init, Flax."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,6 +54,30 @@ def test_no_recompilation_on_later_updates(name):
   for i in range(3):
     _, state = update(grads_at(i), state, PARAMS)
   assert update._cache_size() == 1
+
+
+@pytest.mark.parametrize("injected", [False, True])
+def test_eager_updates_do_not_compile_every_step(injected):
+  """Outside jit, later updates reuse compiled code; with inject_hyperparams
+  (which rebuilds the transform every step) too."""
+  if injected:
+    tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(learning_rate=1e-2)
+  else:
+    tx = optax_rmsprop.rmsprop(1e-2)
+  state = tx.init(PARAMS)
+  _, state = tx.update(grads_at(0), state, PARAMS)  # warm-up compiles
+  compiles = []
+  handler = logging.Handler()
+  handler.emit = lambda record: compiles.append(record.getMessage())
+  logger = logging.getLogger("jax")
+  logger.addHandler(handler)
+  try:
+    with jax.log_compiles(True):
+      for i in range(1, 3):
+        _, state = tx.update(grads_at(i), state, PARAMS)
+  finally:
+    logger.removeHandler(handler)
+  assert not [m for m in compiles if m.startswith("Compiling")], compiles
 
 
 @pytest.mark.parametrize("name", CONFIGS)

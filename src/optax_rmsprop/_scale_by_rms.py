@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_rmsprop import _numerics
@@ -201,10 +201,6 @@ def scale_by_rms(
     count = jnp.zeros([], jnp.int32) if bias_correction else None
     return ScaleByRmsState(nu=nu, mu=mu, count=count)
 
-  # jit(inline=True): traced once per leaf shape and dtype, then inlined into
-  # the caller's graph (same HLO). Tracing each leaf anew made a many-leaf
-  # tree trace ~2x slower than optax's; eagerly, it runs as one kernel.
-  @functools.partial(jax.jit, inline=True)
   def leaf(g, nu, mu, correction):
     cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu.dtype))
     g_c = _numerics.cast(g, cdtype)
@@ -241,6 +237,15 @@ def scale_by_rms(
       scaling = 1 / denominator
     update = _numerics.saturating_cast(scaling * g_c, g.dtype)
     return update, stored_nu, stored_mu
+
+  if all(isinstance(h, (int, float, np.number)) for h in (decay, eps)):
+    # jit(inline=True): traced once per leaf shape and dtype, then inlined
+    # into the caller's graph (same HLO). Tracing each leaf anew made a
+    # many-leaf tree trace ~2x slower than optax's; eagerly, it runs as one
+    # kernel. Not when the hyperparameters are arrays: inject_hyperparams
+    # rebuilds the transform every step, and a new jitted closure would be
+    # recompiled every eager step (5 -> 60 ms measured on 10 leaves).
+    leaf = jax.jit(leaf, inline=True)
 
   def update_fn(updates, state, params=None):
     del params
