@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Callable, Mapping, Sequence
 
 import matplotlib
@@ -14,6 +15,14 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import optax_rmsprop  # noqa: E402
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def output_dir(out: str | None, quick: bool, prefix: str) -> str:
+  """Where a script writes: ``--out``, else a temp dir for ``--quick`` runs
+  (so smoke runs never overwrite the committed results), else results/."""
+  return out or (tempfile.mkdtemp(prefix=prefix) if quick else RESULTS_DIR)
 
 # name -> (factory of the learning rate, its usual learning rate). Each
 # optimizer runs at a learning rate standard for it, so the comparison is of

@@ -23,7 +23,6 @@ import inspect
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 
@@ -40,7 +39,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MODULES = ("argparse", "collections", "functools", "textwrap", "json", "pathlib",
            "dataclasses", "logging", "random", "statistics", "fractions", "decimal",
            "heapq", "bisect", "contextlib", "enum", "inspect", "string", "shutil",
@@ -231,7 +229,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--hidden", type=int, default=None, help="default 192; --quick: 64")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=None, help=f"default {RESULTS_DIR}")
+  parser.add_argument("--out", default=None, help=f"default {_common.RESULTS_DIR}")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   quick = dict(steps=60, eval_every=20, hidden=64, seq_len=32, max_chars=60_000)
@@ -241,7 +239,7 @@ def main(argv=None) -> dict:
     config.steps = args.steps
   if args.hidden:
     config.hidden = args.hidden
-  out = args.out or (tempfile.mkdtemp(prefix="char_rnn_") if args.quick else RESULTS_DIR)
+  out = _common.output_dir(args.out, args.quick, "char_rnn_")
 
   h = train_and_evaluate(config)
   print(f"\nchar GRU (hidden {config.hidden}), {h['chars']['train']} train / "

@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 from typing import NamedTuple
 
@@ -40,7 +39,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SOLVED = 475.0
 
 
@@ -271,7 +269,7 @@ def main(argv=None) -> dict:
                       help=f"default {Config.learning_rate}; --quick: 1e-3")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=None, help=f"default {RESULTS_DIR}")
+  parser.add_argument("--out", default=None, help=f"default {_common.RESULTS_DIR}")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   quick = dict(iterations=10_000, chunks=5, learning_starts=500, learning_rate=1e-3)
@@ -281,7 +279,7 @@ def main(argv=None) -> dict:
     config.learning_rate = args.learning_rate
   if args.iterations:
     config.iterations = args.iterations
-  out = args.out or (tempfile.mkdtemp(prefix="dqn_") if args.quick else RESULTS_DIR)
+  out = _common.output_dir(args.out, args.quick, "dqn_")
 
   h = train_and_evaluate(config)
   steps = config.iterations * config.num_envs

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 
 import flax.linen as nn
@@ -33,8 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 from digits import train as digits_train  # noqa: E402
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 @dataclasses.dataclass
@@ -147,14 +144,14 @@ def main(argv=None) -> dict:
   parser.add_argument("--clip-norm", type=float, default=Config.clip_norm)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=None, help=f"default {RESULTS_DIR}")
+  parser.add_argument("--out", default=None, help=f"default {_common.RESULTS_DIR}")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
   epochs = args.epochs or (3 if args.quick else Config.epochs)
   config = Config(epochs=epochs, peak_lr=args.peak_lr, clip_norm=args.clip_norm,
                   warmup_epochs=1 if args.quick else Config.warmup_epochs,
                   seed=args.seed, progress=not args.no_progress)
-  out = args.out or (tempfile.mkdtemp(prefix="linen_") if args.quick else RESULTS_DIR)
+  out = _common.output_dir(args.out, args.quick, "linen_")
   h = train_and_evaluate(config)
   clipped = np.mean(np.asarray(h["grad_norm"]) > config.clip_norm)
   print(f"\nlinen TrainState, rmsprop(centered) + clip_by_global_norm({config.clip_norm}) "

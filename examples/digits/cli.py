@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 
 import _common
 from digits import train
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "results")
 
 
 def main(model: str, default_epochs: int, quick_epochs: int, argv=None) -> dict:
@@ -28,12 +25,12 @@ def main(model: str, default_epochs: int, quick_epochs: int, argv=None) -> dict:
   parser.add_argument("--quick", action="store_true",
                       help="CI mode: a few epochs; output to a temp dir unless --out")
   parser.add_argument("--out", default=None,
-                      help=f"directory for the plot and JSON (default {RESULTS_DIR})")
+                      help=f"directory for the plot and JSON (default {_common.RESULTS_DIR})")
   parser.add_argument("--no-progress", action="store_true")
   args = parser.parse_args(argv)
 
   epochs = args.epochs or (quick_epochs if args.quick else default_epochs)
-  out = args.out or (tempfile.mkdtemp(prefix="digits_") if args.quick else RESULTS_DIR)
+  out = _common.output_dir(args.out, args.quick, "digits_")
   config = train.Config(model=model, optimizers=tuple(args.optimizers),
                         epochs=epochs, batch_size=args.batch_size,
                         lr_scale=args.lr_scale, seed=args.seed,
