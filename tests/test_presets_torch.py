@@ -7,18 +7,25 @@ compounds over the 500 steps. Deviations measured on the author's machine
 worst of them (6.7e-6, centered: torch averages the mean gradient with
 ``lerp``, the core with the weighted form) and far below what any convention
 error gives (>1e-3, see ``test_a_wrong_convention_is_caught``).
+
+Complex parameters run the same problem with each complex element holding two
+of its real coordinates (``torch.view_as_real``), over PyTorch's own RMSprop
+test configurations (``optim_inputs_func_rmsprop``).
 """
 
+import ast
+import inspect
 import itertools
+import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import torch
 
-from optax_rmsprop import _presets
-from optax_rmsprop import _rmsprop
+import optax_rmsprop
 from reference import problem
 from reference import runner
 from reference import schedules
@@ -57,7 +64,7 @@ def run_torch(kwargs, schedule="constant", sign=1.0, lr=LR):
 def _deviation(kwargs, schedule):
   sign = -1.0 if kwargs.get("maximize") else 1.0  # same descent direction
   expected = run_torch(kwargs, schedule, sign)
-  tx = _presets.torch_rmsprop(
+  tx = optax_rmsprop.torch_rmsprop(
       lr=schedules.optax_schedule(schedule, LR), **kwargs)
   return problem.max_relative_deviation(runner.run_optax(tx, sign=sign),
                                         expected)
@@ -101,7 +108,7 @@ def test_matches_torch_full_grid(kwargs, schedule):
 
 def test_framework_defaults_match():
   expected = run_torch({}, lr=0.01)  # torch's default lr is 0.01 too
-  actual = runner.run_optax(_presets.torch_rmsprop())
+  actual = runner.run_optax(optax_rmsprop.torch_rmsprop())
   assert problem.max_relative_deviation(actual, expected) <= TOLERANCE
 
 
@@ -135,7 +142,7 @@ def test_a_wrong_convention_is_caught(kwargs, schedule, wrong):
       eps=kwargs.get("eps", 1e-8), eps_in_sqrt=False,
       momentum=kwargs.get("momentum"), lr_in_momentum=False)
   options.update(wrong)
-  actual = runner.run_optax(_rmsprop.rmsprop(**options))
+  actual = runner.run_optax(optax_rmsprop.rmsprop(**options))
   assert problem.max_relative_deviation(actual, expected) > 1e-3
 
 
@@ -152,6 +159,218 @@ def test_state_has_the_same_buffers_as_torch(kwargs):
   opt.step()
   torch_buffers = sum(
       1 for state in opt.state.values() for name in state if name != "step")
-  state = _presets.torch_rmsprop(**kwargs).init(params)
+  state = optax_rmsprop.torch_rmsprop(**kwargs).init(params)
   buffers = [x for x in jax.tree.leaves(state) if np.ndim(x) > 0]
   assert len(buffers) == torch_buffers
+
+
+# --- Every argument torch.optim.RMSprop takes -------------------------------
+
+
+def test_takes_every_argument_of_torch_in_order_with_its_defaults():
+  """A call copied from PyTorch (minus ``params``) binds the same way."""
+  theirs = list(inspect.signature(torch.optim.RMSprop).parameters.values())[1:]
+  ours = list(inspect.signature(optax_rmsprop.torch_rmsprop).parameters.values())
+  assert [p.name for p in ours] == [p.name for p in theirs]
+  assert [p.default for p in ours] == [p.default for p in theirs]
+
+
+@pytest.mark.parametrize("flags", [
+    {"foreach": True},
+    pytest.param({"differentiable": True}, marks=pytest.mark.slow),
+    pytest.param({"foreach": False, "differentiable": False,
+                  "capturable": False}, marks=pytest.mark.slow)])
+def test_kernel_flags_change_nothing(flags):
+  """torch runs these flags (its multi-tensor / differentiable kernels);
+  ``capturable`` (CUDA only) is in the complex configurations below."""
+  kwargs = {"momentum": 0.9, "centered": True, "weight_decay": 0.01}
+  expected = run_torch({**kwargs, **flags}, "exponential")
+  tx = optax_rmsprop.torch_rmsprop(
+      schedules.optax_schedule("exponential", LR), **kwargs, **flags)
+  assert problem.max_relative_deviation(runner.run_optax(tx),
+                                        expected) <= TOLERANCE
+
+
+def test_multi_element_tensor_lr_is_rejected_like_torch():
+  lr = torch.tensor([0.001, 0.001])
+  with pytest.raises(ValueError, match="Tensor lr must be 1-element") as theirs:
+    torch.optim.RMSprop([torch.zeros(2)], lr=lr)
+  with pytest.raises(ValueError, match=str(theirs.value)):
+    optax_rmsprop.torch_rmsprop(lr=lr)
+  with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+    optax_rmsprop.torch_rmsprop(lr=jnp.array([0.001, 0.001]))
+
+
+@pytest.mark.parametrize("lr", [
+    torch.tensor(0.001), torch.tensor([0.001]), np.float32(0.001),
+    jnp.array([[0.001]])], ids=["tensor", "tensor[1]", "np.float32", "jnp[1,1]"])
+def test_one_element_lr_is_a_scalar_lr(lr):
+  """Like torch: a one-element lr, whatever its shape, is the scalar."""
+  params = problem.initial_params()
+  tx = optax_rmsprop.torch_rmsprop(lr=lr, momentum=0.9)
+  reference = optax_rmsprop.torch_rmsprop(lr=np.float32(0.001), momentum=0.9)
+  grads = problem.gradient(params, 0)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  expected, _ = reference.update(grads, reference.init(params), params)
+  for u, e in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+    assert u.shape == e.shape
+    np.testing.assert_array_equal(u, e)
+
+
+def test_one_element_tensor_lr_matches_torch():
+  lr = torch.tensor(0.003)
+  expected = run_torch({"momentum": 0.9}, lr=lr)
+  tx = optax_rmsprop.torch_rmsprop(lr=lr, momentum=0.9)
+  actual = runner.run_optax(tx)
+  assert problem.max_relative_deviation(actual, expected) <= TOLERANCE
+
+
+# --- Complex parameters: torch.view_as_real semantics ------------------------
+
+# PyTorch's own RMSprop test inputs, transcribed from torch 2.13's
+# torch/testing/_internal/common_optimizers.py, optim_inputs_func_rmsprop
+# (the module needs `expecttest`, so it is not imported). The CUDA-only
+# configurations run here without `capturable` on the torch side, as the flag
+# does not change the numbers.
+TORCH_OPTIM_INPUTS = {
+    "default": {},
+    "non-default lr": {"lr": 1e-3},
+    "nonzero weight_decay": {"weight_decay": 0.1},
+    "maximize": {"maximize": True},
+    "centered": {"weight_decay": 0.1, "centered": True},
+    "maximize, weight_decay": {"maximize": True, "weight_decay": 0.1},
+    "momentum": {"weight_decay": 0.1, "centered": True, "momentum": 0.1},
+    "maximize, centered, weight_decay, w/ momentum": {
+        "weight_decay": 0.1, "centered": True, "momentum": 0.1,
+        "maximize": True},
+    "capturable": {"capturable": True},
+    "capturable, maximize": {
+        "weight_decay": 0.1, "maximize": True, "capturable": True},
+    "Tensor lr with capturable": {
+        "lr": torch.tensor(0.001), "capturable": True},
+}
+
+
+def _installed_optim_input_descriptions():
+  path = (pathlib.Path(torch.__file__).parent
+          / "testing/_internal/common_optimizers.py")
+  if not path.exists():
+    pytest.skip("this torch ships no common_optimizers.py")
+  tree = ast.parse(path.read_text())
+  function = next(
+      node for node in ast.walk(tree)
+      if isinstance(node, ast.FunctionDef)
+      and node.name == "optim_inputs_func_rmsprop")
+  return {
+      keyword.value.value
+      for node in ast.walk(function) if isinstance(node, ast.Call)
+      for keyword in node.keywords
+      if keyword.arg == "desc" and isinstance(keyword.value, ast.Constant)}
+
+
+def test_transcribed_inputs_are_torchs_current_ones():
+  assert set(TORCH_OPTIM_INPUTS) == _installed_optim_input_descriptions()
+
+
+COMPLEX_SHAPES = {"b": (4,), "w": (3, 7)}  # 8 + 42 = the problem's 50 reals
+COMPLEX_STEPS = 200
+
+
+def _as_complex(flat):
+  """The problem's flat float32 vector as complex64 leaves (re, im pairs)."""
+  out, start = {}, 0
+  for name, shape in COMPLEX_SHAPES.items():
+    size = 2 * int(np.prod(shape))
+    pairs = np.asarray(flat[start:start + size]).reshape(shape + (2,))
+    out[name] = (pairs[..., 0] + 1j * pairs[..., 1]).astype(np.complex64)
+    start += size
+  return out
+
+
+def _as_real(params):
+  return np.concatenate([
+      np.stack([np.real(p), np.imag(p)], -1).ravel()
+      for p in (np.asarray(params[k]) for k in COMPLEX_SHAPES)])
+
+
+def _complex_gradient(params, t, sign):
+  flat = _as_real(params)
+  return _as_complex(
+      problem.flatten(problem.gradient({"b": flat[:8], "w": flat[8:]}, t, sign)))
+
+
+def _torch_kwargs(kwargs):
+  kwargs = dict(kwargs)
+  kwargs.pop("capturable", None)  # CUDA only; torch refuses it on CPU
+  return kwargs
+
+
+def run_torch_complex(kwargs, sign, steps=COMPLEX_STEPS):
+  params = {k: torch.tensor(v) for k, v in
+            _as_complex(problem.flatten(problem.initial_params())).items()}
+  opt = torch.optim.RMSprop(list(params.values()), **_torch_kwargs(kwargs))
+  trajectory = [_as_real(params)]
+  for t in range(steps):
+    grads = _complex_gradient({k: p.numpy() for k, p in params.items()}, t,
+                              sign)
+    for k, p in params.items():
+      p.grad = torch.from_numpy(grads[k])
+    opt.step()
+    trajectory.append(_as_real({k: p.numpy() for k, p in params.items()}))
+  return np.stack(trajectory)
+
+
+def run_optax_complex(tx, sign, steps=COMPLEX_STEPS):
+  @jax.jit
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  params = jax.tree.map(
+      jnp.asarray, _as_complex(problem.flatten(problem.initial_params())))
+  state = tx.init(params)
+  trajectory = [_as_real(params)]
+  for t in range(steps):
+    host = jax.device_get(params)
+    params, state = step(params, state, _complex_gradient(host, t, sign))
+    trajectory.append(_as_real(jax.device_get(params)))
+  return np.stack(trajectory)
+
+
+QUICK_COMPLEX = ("default", "maximize, centered, weight_decay, w/ momentum",
+                 "Tensor lr with capturable")
+
+
+@pytest.mark.parametrize("desc", [
+    desc if desc in QUICK_COMPLEX else pytest.param(desc, marks=pytest.mark.slow)
+    for desc in TORCH_OPTIM_INPUTS])
+def test_complex_params_match_torch(desc):
+  kwargs = TORCH_OPTIM_INPUTS[desc]
+  sign = -1.0 if kwargs.get("maximize") else 1.0
+  expected = run_torch_complex(kwargs, sign)
+  actual = run_optax_complex(optax_rmsprop.torch_rmsprop(**kwargs), sign)
+  assert actual.dtype == np.float32  # parts of complex64 params
+  deviation = problem.max_relative_deviation(actual, expected)
+  print(f"torch complex {desc}: max rel dev {deviation:.2e}")
+  assert deviation <= TOLERANCE
+
+
+def test_complex_params_are_their_real_and_imaginary_parts():
+  """As in PyTorch, a complex run is the run on the parts as reals (to
+  float32 rounding: XLA fuses the differently shaped leaves differently)."""
+  kwargs = {"momentum": 0.9, "centered": True, "weight_decay": 0.01}
+  tx = optax_rmsprop.torch_rmsprop(
+      schedules.optax_schedule("drop", LR), **kwargs)
+  as_real = runner.run_optax(tx, steps=COMPLEX_STEPS)
+  as_complex = run_optax_complex(tx, 1.0)
+  assert problem.max_relative_deviation(as_complex, as_real) <= 1e-6
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_complex_abs_squared_convention_is_caught(centered):
+  """The core's |g|² on complex params is a different optimizer: far off."""
+  expected = run_torch_complex({"centered": centered}, 1.0)
+  core = optax_rmsprop.rmsprop(
+      LR, decay=0.99, eps=1e-8, eps_in_sqrt=False, centered=centered)
+  actual = run_optax_complex(core, 1.0)
+  assert problem.max_relative_deviation(actual, expected) > 1e-3

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_rmsprop import _presets_args
@@ -17,7 +21,10 @@ def torch_rmsprop(
     weight_decay: jax.typing.ArrayLike = 0.0,
     momentum: jax.typing.ArrayLike = 0.0,
     centered: bool = False,
+    capturable: bool = False,
+    foreach: Optional[bool] = None,
     maximize: bool = False,
+    differentiable: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""PyTorch's ``torch.optim.RMSprop``, same arguments, same defaults.
 
@@ -45,36 +52,61 @@ def torch_rmsprop(
   steps (an lr change acts on it at once) and weight decay is L2 added to the
   gradient after the maximize flip. It is :func:`rmsprop` with
   ``initial_scale=0``, ``eps_in_sqrt=False``, ``lr_in_momentum=False``,
-  ``coupled_weight_decay=weight_decay`` and ``maximize``; like PyTorch it has
-  a momentum buffer only for ``momentum > 0`` (a jax array, e.g. from
+  ``coupled_weight_decay=weight_decay`` and ``maximize``, wrapped in
+  ``optax.contrib.split_real_and_imaginary``; like PyTorch it has a momentum
+  buffer only for ``momentum > 0`` (a jax array, e.g. from
   ``optax.inject_hyperparams``, always gets one).
 
-  A PyTorch lr scheduler stepped after each ``optimizer.step()`` corresponds
-  to an optax schedule: ``lr(count)`` is the lr of update ``count`` (from 0),
-  e.g. ``ExponentialLR(opt, gamma)`` is ``optax.exponential_decay(lr, 1,
-  gamma)``. Measured against torch 2.13 over 500 float32 steps, the
-  parameters agree to a relative 1.2e-6, and 6.6e-6 when centered, where
+  **Complex parameters** follow PyTorch (``torch.view_as_real``): the real and
+  imaginary parts are two real parameters, each with its own running
+  averages, so the formulas above hold for each part and
+  :math:`\tilde g_t^2` is the square of that part. (The core
+  :func:`scale_by_rms` and :func:`rmsprop` keep optax's convention instead,
+  one average of :math:`|g|^2` per complex element: the step is then
+  invariant to the phase of the gradient, and it is what
+  :func:`optax.rmsprop` does.) The state holds the two parts as an
+  ``optax.contrib`` ``SplitRealAndImaginaryArrays`` pair; real parameters
+  are untouched. As in optax, a JAX gradient of a real loss is the conjugate
+  of PyTorch's: pass ``jax.tree.map(jnp.conj, grads)``.
+
+  ``capturable``, ``foreach`` and ``differentiable`` choose PyTorch kernels
+  (CUDA graphs, multi-tensor ops, autograd through the step) and do not
+  change the numbers; they are accepted so that a copied call works, and
+  ignored (``jax.jit`` compiles the step anyway, and it is differentiable).
+  ``lr`` may be a one-element array or ``torch.Tensor``, as in PyTorch; one
+  with more elements is rejected, as PyTorch does.
+
+  A PyTorch lr scheduler corresponds to an optax schedule: ``lr(count)`` is
+  the lr of update ``count`` (from 0), e.g. ``ExponentialLR(opt, gamma)``
+  stepped after each update is ``optax.exponential_decay(lr, 1, gamma)``;
+  per-epoch stepping, warm-up, one-cycle and plateau schedulers are in
+  ``docs/porting.md``. Measured against torch 2.13 over 500 float32 steps,
+  the parameters agree to a relative 1.2e-6, and 6.6e-6 when centered, where
   PyTorch's ``lerp`` average of the gradient rounds differently (see
-  ``docs/porting.md``). Other differences: the centered variance is clamped
-  at 0 where PyTorch would take the root of a rounding-negative number (NaN);
-  complex parameters use :math:`|g|^2` where PyTorch treats real and
-  imaginary parts separately.
+  ``docs/porting.md``). The centered variance is clamped at 0 where PyTorch
+  would take the root of a rounding-negative number (NaN).
 
   Args:
-    lr: :math:`\eta` >= 0, a float or an optax schedule.
+    lr: :math:`\eta` >= 0: a float, a one-element array or tensor, or an
+      optax schedule.
     alpha: :math:`\alpha`, smoothing constant, in [0, 1].
     eps: :math:`\epsilon` >= 0, added to the root.
     weight_decay: :math:`\lambda` >= 0, L2 penalty added to the gradient.
     momentum: :math:`\beta` in [0, 1).
     centered: Divide by the root of the variance estimate instead.
+    capturable: Accepted and ignored (PyTorch: CUDA-graph capture).
+    foreach: Accepted and ignored (PyTorch: multi-tensor kernels).
     maximize: Maximize the objective (the gradient is negated first).
+    differentiable: Accepted and ignored (PyTorch: autograd through the
+      step; a JAX update is always differentiable).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`; ``update`` needs
     ``params`` when ``weight_decay`` is nonzero.
 
   Raises:
-    ValueError: naming the argument, if one is out of range.
+    ValueError: naming the argument, if one is out of range, or if ``lr`` is
+      an array with more than one element.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -94,6 +126,8 @@ def torch_rmsprop(
     (``_single_tensor_rmsprop``);
     `docs <https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html>`_.
   """
+  del capturable, foreach, differentiable  # kernel choices, same numbers
+  lr = _one_element_lr(lr)
   # PyTorch's own checks (lr, eps, momentum, weight_decay, alpha >= 0), plus
   # the ranges the core needs, under PyTorch's argument names.
   _validation.check_nonnegative("lr", lr)
@@ -101,7 +135,7 @@ def torch_rmsprop(
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_decay", weight_decay)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
-  return _rmsprop.rmsprop(
+  real_rmsprop = _rmsprop.rmsprop(
       learning_rate=lr,
       decay=alpha,
       eps=eps,
@@ -113,3 +147,27 @@ def torch_rmsprop(
       coupled_weight_decay=_presets_args.unless_off(weight_decay),
       maximize=maximize,
   )
+  return optax.with_extra_args_support(
+      optax.contrib.split_real_and_imaginary(real_rmsprop)
+  )
+
+
+def _one_element_lr(lr: Any) -> Any:
+  """``lr`` with a one-element array or tensor made a scalar (PyTorch's rule).
+
+  Raises:
+    ValueError: for an array or tensor with more than one element, with
+      PyTorch's message.
+  """
+  if callable(lr) or isinstance(lr, (int, float)):
+    return lr
+  if hasattr(lr, "detach"):  # a torch.Tensor, as a copied call passes it
+    lr = lr.detach().cpu().numpy()
+  size = int(np.prod(jnp.shape(lr)))  # static even for a traced array
+  if size != 1:
+    raise ValueError(
+        f"Tensor lr must be 1-element, got shape {tuple(jnp.shape(lr))}"
+    )
+  if isinstance(lr, jax.Array):
+    return jnp.reshape(lr, ())
+  return np.reshape(np.asarray(lr), ())
