@@ -93,8 +93,20 @@ def test_resume_from_checkpoint_is_bit_identical(name, tmp_path):
   assert_bit_identical(resumed, uninterrupted)
 
 
-def test_disabled_features_come_back_as_none(tmp_path):
-  tx = optax_rmsprop.scale_by_rms()
+@pytest.mark.parametrize(
+    "kwargs,state_type",
+    [
+        ({}, optax_rmsprop.ScaleByRmsState),
+        ({"bias_correction": True}, optax_rmsprop.ScaleByRmsWithCountState),
+        ({"centered": True}, optax_rmsprop.ScaleByRStdDevState),
+        (
+            {"centered": True, "bias_correction": True},
+            optax_rmsprop.ScaleByRStdDevWithCountState,
+        ),
+    ],
+)
+def test_state_class_round_trips(tmp_path, kwargs, state_type):
+  tx = optax_rmsprop.scale_by_rms(**kwargs)
   params, grads = problem()
   _, state = jax.jit(tx.update)(grads[0], tx.init(params))
   checkpointer = ocp.StandardCheckpointer()
@@ -102,8 +114,7 @@ def test_disabled_features_come_back_as_none(tmp_path):
   checkpointer.wait_until_finished()
   restored = checkpointer.restore(tmp_path / "ckpt",
                                   jax.eval_shape(tx.init, params))
-  assert isinstance(restored, optax_rmsprop.ScaleByRmsState)
-  assert restored.mu is None and restored.count is None
+  assert type(restored) is state_type
   assert_bit_identical(restored, state)
 
 

@@ -27,10 +27,13 @@ def storage_dtype(param, requested=None, real: bool = False) -> np.dtype:
   A complex param gets the complex counterpart (its moments are complex)
   unless ``real`` (for |g|² averages, which need half the memory).
   """
-  dtype = jnp.asarray(param).dtype if requested is None else jnp.dtype(requested)
+  param_dtype = getattr(param, "dtype", None)  # arrays, ShapeDtypeStructs
+  if param_dtype is None:
+    param_dtype = jnp.asarray(param).dtype
+  dtype = param_dtype if requested is None else jnp.dtype(requested)
   if real:
     return real_dtype(dtype)
-  if jnp.iscomplexobj(param):
+  if jnp.issubdtype(param_dtype, jnp.complexfloating):
     return jnp.promote_types(dtype, jnp.complex64)
   return dtype
 

@@ -70,8 +70,13 @@ def rmsprop(
   It is ``optax.chain`` of, in order and only where enabled:
   ``optax.scale(-1)`` (maximize), ``optax.add_decayed_weights`` (coupled L2),
   :func:`scale_by_rms`, then ``optax.scale_by_learning_rate`` and
-  :func:`momentum` (``optax.trace``) in the order ``lr_in_momentum`` says, and
-  :func:`add_decoupled_weight_decay`.
+  :func:`momentum` (``optax.trace``; ``optax.identity()`` without momentum)
+  in the order ``lr_in_momentum`` says, and :func:`add_decoupled_weight_decay`.
+  With only :func:`optax.rmsprop`'s arguments this is exactly its chain, so
+  the state is the same pytree (same classes, same layout) and an
+  ``optax.rmsprop`` state continues under this one and vice versa. Float32
+  and float64 updates are optax's bit for bit, eagerly and under
+  :func:`jax.jit`; ``None`` gradient leaves give ``None`` updates.
 
   Args:
     learning_rate: :math:`\eta` >= 0, a float or an :class:`optax.Schedule`.
@@ -169,7 +174,8 @@ def rmsprop(
   )
   lr_step = optax.scale_by_learning_rate(learning_rate)
   if momentum is None:
-    steps.append(lr_step)
+    # optax.rmsprop's layout: an identity holds the momentum's place.
+    steps.extend([lr_step, optax.identity()])
   else:
     buffer = _transforms.momentum(momentum, nesterov, momentum_dtype)
     steps.extend([lr_step, buffer] if lr_in_momentum else [buffer, lr_step])

@@ -2,58 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from optax._src import transform as _optax_transform
 
 from optax_rmsprop import _numerics
+from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
+# The state classes are optax's own, so that a state of optax.rmsprop and
+# one of ours are the same pytree: checkpoints, pickles and optax's
+# tree utilities (tree_get, tree_map_params) work across the two.
+ScaleByRmsState = optax.ScaleByRmsState
+ScaleByRmsWithCountState = _optax_transform.ScaleByRmsWithCountState
+ScaleByRStdDevState = optax.ScaleByRStdDevState
+ScaleByRStdDevWithCountState = _optax_transform.ScaleByRStdDevWithCountState
 
-class ScaleByRmsState(NamedTuple):
-  """State of :func:`scale_by_rms`; fields of disabled features are None."""
+RMS_STATE_TYPES = (
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+)
 
-  nu: optax.Updates  # like params; dtype nu_dtype or params' real dtype.
-  mu: Optional[optax.Updates] = None  # like params; centered only.
-  count: Optional[jax.Array] = None  # shape=(), int32; bias_correction only.
 
-
-def check_tree_matches(updates: Any, state_tree: Any, what: str) -> None:
-  """Raises a ValueError if ``updates`` does not have the state's structure.
-
-  Runs at trace time (structures and shapes are static), so it costs nothing
-  per step, and it replaces jax's generic tree-mismatch message (or silent
-  broadcasting of mismatched shapes) by one that says what went wrong.
-  """
-  got, want = jax.tree.structure(updates), jax.tree.structure(state_tree)
-  if got != want:
-    raise ValueError(
-        f"{what}: the gradient tree does not match the optimizer state, which"
-        f" was built by tx.init for another parameter tree.\n gradients:"
-        f" {got}\n state:     {want}"
-    )
-  for path_g, leaf_s in zip(
-      jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(state_tree)
-  ):
-    path, leaf_g = path_g
-    if jnp.shape(leaf_g) != jnp.shape(leaf_s):
-      raise ValueError(
-          f"{what}: gradient at {jax.tree_util.keystr(path)} has shape"
-          f" {jnp.shape(leaf_g)} but its optimizer state has shape"
-          f" {jnp.shape(leaf_s)}."
-      )
+def _make_state(nu, mu, count, centered: bool, bias_correction: bool):
+  """optax's state class for the configuration (fields only where used)."""
+  if centered:
+    if bias_correction:
+      return ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
+    return ScaleByRStdDevState(mu=mu, nu=nu)
+  if bias_correction:
+    return ScaleByRmsWithCountState(count=count, nu=nu)
+  return ScaleByRmsState(nu=nu)
 
 
 def _finite(x: jax.Array, storage_dtype=None) -> jax.Array:
   """Clamps a non-negative array at the largest value finite in its dtype
   (and in ``storage_dtype``, so that a later cast to it needs no clip).
 
-  A select, not ``jnp.minimum``: XLA:CPU lowers the NaN-propagating minimum
-  to a sequence that made the fused step 1.75x slower than optax (see
-  benchmarks/NOTES.md); ``NaN > big`` is false, so NaN still passes through.
+  A select, not ``jnp.minimum``, whose NaN propagation XLA:CPU does not
+  vectorise; ``NaN > big`` is false, so NaN still passes through.
   """
   big = jnp.finfo(x.dtype).max
   if storage_dtype is not None:
@@ -68,17 +60,59 @@ def _as_stored(
 
   The update is computed from the state as stored (as PyTorch does with
   low-precision state), so it is a function of what a checkpoint holds, and
-  XLA can read the new state from the fusion that wrote it. Using the
-  unrounded value instead made XLA recompute it from the old state, which an
-  in-place (donated or loop-carried) state buffer must first copy: bfloat16 ν
-  was 1.02x the float32-ν step time instead of 0.79x (16M params, CPU;
-  benchmarks/NOTES.md §5b).
+  XLA can read the new state from the fusion that wrote it; from the
+  unrounded value, XLA recomputes the new state from the old one, which an
+  in-place (donated or loop-carried) buffer must first copy.
   A no-op when ``dtype`` is ``x``'s. ``in_range``: x is known finite in
   ``dtype`` (no saturation selects needed).
   """
   cast = _numerics.cast if in_range else _numerics.saturating_cast
   stored = cast(x, dtype)
   return _numerics.cast(stored, x.dtype), stored
+
+
+def _update_moments(g, nu, mu, decay):
+  """The new averages: (ν, μ) in the compute dtype and (ν, μ) as stored.
+
+  The same operations, in the same order, as optax's
+  ``update_moment_per_elem_norm`` and ``update_moment``, so that float32
+  and float64 results are optax's bit for bit, eagerly and under jit.
+  """
+  cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu.dtype))
+  g_c = _numerics.cast(g, cdtype)
+  new_nu = (1 - decay) * _numerics.abs_sq(g_c) + decay * _numerics.cast(
+      nu, _numerics.real_dtype(cdtype)
+  )
+  # |g|² can overflow for finite g; a finite ν keeps ν − |μ|² off inf − inf.
+  # One select clamps ν into float32's and the storage dtype's range.
+  nu_c, stored_nu = _as_stored(
+      _finite(new_nu, nu.dtype), nu.dtype, in_range=True
+  )
+  if mu is None:
+    return nu_c, None, stored_nu, None
+  new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)
+  mu_c, stored_mu = _as_stored(new_mu, mu.dtype)
+  return nu_c, mu_c, stored_nu, stored_mu
+
+
+def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
+  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype."""
+  cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu_hat.dtype))
+  g_c = _numerics.cast(g, cdtype)
+  var = nu_hat
+  if mu_hat is not None:
+    var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
+  denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
+  tiny = _numerics.smallest_normal(cdtype)
+  # A concrete ε >= the smallest normal keeps the denominator off 0 by
+  # itself (var >= 0); only a traced, zero or subnormal ε needs the floor.
+  if not _validation.known_at_least(eps, tiny):
+    denominator = jnp.maximum(denominator, tiny)
+  if eps_in_sqrt:
+    scaling = jax.lax.rsqrt(denominator)
+  else:
+    scaling = 1 / denominator
+  return _numerics.saturating_cast(scaling * g_c, g.dtype)
 
 
 def scale_by_rms(
@@ -117,9 +151,12 @@ def scale_by_rms(
 
   The state holds :math:`\nu`, and :math:`\mu` only when ``centered``, and an
   int32 step count only when ``bias_correction``: no arrays for disabled
-  features. With ``centered=False`` and ``bias_correction=False`` this is
-  :func:`optax.scale_by_rms`, number for number; with ``centered=True`` it is
-  :func:`optax.scale_by_stddev`.
+  features. It is :func:`optax.scale_by_rms` (``centered=False``) or
+  :func:`optax.scale_by_stddev` (``centered=True``), with the same state
+  classes and, for float32 and float64, the same numbers bit for bit, eagerly
+  and under :func:`jax.jit`; an optax state can be passed to ``update`` and
+  vice versa. ``None`` gradient leaves (frozen parameters) give ``None``
+  updates and leave their state as it is.
 
   Numerics, beyond optax:
 
@@ -135,7 +172,8 @@ def scale_by_rms(
     :math:`\nu_t, \mu_t` as stored (rounded to ``nu_dtype``), as PyTorch does
     with low-precision state. Updates keep the gradient's dtype. NaN and inf
     gradients still produce non-finite updates.
-  * Complex gradients use :math:`|g|^2`; :math:`\nu` is stored real.
+  * Complex gradients use :math:`|g|^2`; :math:`\nu` is stored real (optax
+    stores a complex :math:`\nu` with a zero imaginary part).
 
   Args:
     decay: :math:`\rho`, decay of the moving averages, in [0, 1].
@@ -151,12 +189,16 @@ def scale_by_rms(
       keeps the params' dtype. Arithmetic is always at least float32.
 
   Returns:
-    An :class:`optax.GradientTransformation` with state
-    :class:`ScaleByRmsState`.
+    An :class:`optax.GradientTransformation` whose state is optax's
+    :class:`optax.ScaleByRmsState` (``nu``), or with ``centered``
+    :class:`optax.ScaleByRStdDevState` (``mu``, ``nu``), or their
+    ``...WithCountState`` variants (a ``count`` first) with
+    ``bias_correction``.
 
   Raises:
-    ValueError: if a concrete hyperparameter is out of range, or later if the
-      gradient tree does not match the state.
+    ValueError: if a concrete hyperparameter is out of range; at ``init`` if
+      a parameter is an integer or boolean array (naming its path); at
+      ``update`` if the gradient tree does not match the state.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -185,8 +227,10 @@ def scale_by_rms(
   _validation.check_nonnegative("initial_scale", initial_scale)
 
   def init_fn(params):
+    params = _trees.as_arrays(params)
+    _trees.check_inexact(params, "scale_by_rms", "parameter")
     # *_like (not jnp.full(shape)) so the state inherits the params' sharding.
-    nu = jax.tree.map(
+    nu = _trees.map_leaves(
         lambda p: jnp.full_like(
             p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)
         ),
@@ -194,82 +238,59 @@ def scale_by_rms(
     )
     mu = None
     if centered:
-      mu = jax.tree.map(
+      mu = _trees.map_leaves(
           lambda p: jnp.zeros_like(p, _numerics.storage_dtype(p, nu_dtype)),
           params,
       )
     count = jnp.zeros([], jnp.int32) if bias_correction else None
-    return ScaleByRmsState(nu=nu, mu=mu, count=count)
-
-  def leaf(g, nu, mu, correction):
-    cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu.dtype))
-    g_c = _numerics.cast(g, cdtype)
-    new_nu = (1 - decay) * _numerics.abs_sq(g_c) + decay * _numerics.cast(
-        nu, _numerics.real_dtype(cdtype)
-    )
-    # |g|² can overflow for finite g; a finite ν keeps ν − |μ|² off inf − inf.
-    # One select clamps ν into float32's and the storage dtype's range.
-    new_nu, stored_nu = _as_stored(
-        _finite(new_nu, nu.dtype), nu.dtype, in_range=True
-    )
-    nu_hat = new_nu
-    if correction is not None:
-      nu_hat = _finite(new_nu / jnp.asarray(correction).astype(new_nu.dtype))
-    var = nu_hat
-    stored_mu = None
-    if mu is not None:
-      new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)
-      new_mu, stored_mu = _as_stored(new_mu, mu.dtype)
-      mu_hat = new_mu
-      if correction is not None:
-        mu_hat = new_mu / jnp.asarray(correction).astype(new_mu.dtype)
-      var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
-    denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
-    tiny = _numerics.smallest_normal(cdtype)
-    # A concrete ε >= the smallest normal keeps the denominator off 0 by
-    # itself (var >= 0); only a traced, zero or subnormal ε needs the floor
-    # (one op fewer per leaf: compile time on many-leaf trees).
-    if not _validation.known_at_least(eps, tiny):
-      denominator = jnp.maximum(denominator, tiny)
-    if eps_in_sqrt:
-      scaling = jax.lax.rsqrt(denominator)
-    else:
-      scaling = 1 / denominator
-    update = _numerics.saturating_cast(scaling * g_c, g.dtype)
-    return update, stored_nu, stored_mu
-
-  if all(isinstance(h, (int, float, np.number)) for h in (decay, eps)):
-    # jit(inline=True): traced once per leaf shape and dtype, then inlined
-    # into the caller's graph (same HLO). Tracing each leaf anew made a
-    # many-leaf tree trace ~2x slower than optax's; eagerly, it runs as one
-    # kernel. Not when the hyperparameters are arrays: inject_hyperparams
-    # rebuilds the transform every step, and a new jitted closure would be
-    # recompiled every eager step (5 -> 60 ms measured on 10 leaves).
-    leaf = jax.jit(leaf, inline=True)
+    return _make_state(nu, mu, count, centered, bias_correction)
 
   def update_fn(updates, state, params=None):
     del params
-    check_tree_matches(updates, state.nu, "scale_by_rms")
+    updates = _trees.as_arrays(updates)
+    _trees.check_matches(updates, state.nu, "scale_by_rms")
+    _trees.check_inexact(updates, "scale_by_rms", "gradient")
+    old_mu = state.mu if centered else jax.tree.map(lambda _: None, state.nu)
+    moments = jax.tree.map(
+        lambda g, n, m: None if g is None else _update_moments(g, n, m, decay),
+        updates,
+        state.nu,
+        old_mu,
+        is_leaf=_trees.is_none,
+    )
+    treedef = jax.tree.structure(updates, is_leaf=_trees.is_none)
+    moments = treedef.flatten_up_to(moments)
+    field = lambda i: treedef.unflatten(
+        [None if m is None else m[i] for m in moments]
+    )
+    nu_hat, mu_hat = field(0), field(1)
     if bias_correction:
       count = optax.safe_increment(state.count)
-      # Computed once, before any cast: rho**t in bfloat16 rounds to 1.
-      correction = 1 - decay**count
+      # optax's own function, so 1 - decay**count rounds as in optax. (No
+      # clamp after it: a select between the division (which XLA makes a
+      # multiply) and + ε would stop the FMA contraction optax's graph gets.)
+      nu_hat = optax.tree.bias_correction(nu_hat, decay, count)
+      if centered:
+        mu_hat = optax.tree.bias_correction(mu_hat, decay, count)
     else:
-      count = correction = None
+      count = None
+    new_updates = jax.tree.map(
+        lambda g, n, m: None if g is None else _scale(g, n, m, eps, eps_in_sqrt),
+        updates,
+        nu_hat,
+        mu_hat if centered else jax.tree.map(lambda _: None, nu_hat),
+        is_leaf=_trees.is_none,
+    )
+    # A None gradient leaves its state as it was.
+    keep = lambda new, old: old if new is None else new
+    new_nu = jax.tree.map(
+        keep, field(2), state.nu, is_leaf=_trees.is_none
+    )
+    new_mu = None
     if centered:
-      out = jax.tree.map(
-          lambda g, n, m: leaf(g, n, m, correction), updates, state.nu, state.mu
-      )
-    else:
-      out = jax.tree.map(
-          lambda g, n: leaf(g, n, None, correction), updates, state.nu
-      )
-    treedef = jax.tree.structure(updates)
-    leaves = treedef.flatten_up_to(out)
-    new_updates = treedef.unflatten([u for u, _, _ in leaves])
-    new_nu = treedef.unflatten([n for _, n, _ in leaves])
-    new_mu = treedef.unflatten([m for _, _, m in leaves]) if centered else None
-    return new_updates, ScaleByRmsState(nu=new_nu, mu=new_mu, count=count)
+      new_mu = jax.tree.map(keep, field(3), state.mu, is_leaf=_trees.is_none)
+    return new_updates, _make_state(
+        new_nu, new_mu, count, centered, bias_correction
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)
-

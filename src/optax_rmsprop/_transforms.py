@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_rmsprop import _numerics
+from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
 
@@ -32,6 +33,11 @@ def momentum(
       Arithmetic is at least float32; the updates are computed from
       :math:`m_t` as stored (rounded to this dtype).
 
+  For float32/float64 this is :func:`optax.trace` bit for bit, with the same
+  state (:class:`optax.TraceState`). A ``None`` update (frozen parameter)
+  stays ``None`` and leaves its buffer as it is (``optax.trace`` replaces the
+  buffer by ``None``, which changes the state's structure).
+
   Returns:
     An :class:`optax.GradientTransformation` whose state is
     :class:`optax.TraceState`.
@@ -51,11 +57,12 @@ def momentum(
     <https://doi.org/10.1016/0041-5553(64)90137-5>`_, 1964.
   """
   _validation.check_interval("momentum", decay, 0.0, 1.0, high_open=True)
-  heavy_ball = optax.trace(decay, nesterov=False)
 
   def init_fn(params):
+    params = _trees.as_arrays(params)
+    _trees.check_inexact(params, "momentum", "parameter")
     return optax.TraceState(
-        trace=jax.tree.map(  # zeros_like: inherit the params' sharding
+        trace=_trees.map_leaves(  # zeros_like: inherit the params' sharding
             lambda p: jnp.zeros_like(
                 p, _numerics.storage_dtype(p, accumulator_dtype)
             ),
@@ -63,29 +70,35 @@ def momentum(
         )
     )
 
+  def leaf(u, m):
+    # optax.trace's operations (u + β m, then u + β m_t for nesterov), in
+    # at least float32, so float32/float64 match it bit for bit. The buffer
+    # keeps its dtype (optax.trace promotes it when updates are wider), and
+    # the updates come from m_t as stored (rounded), like the RMS state.
+    cdtype = _numerics.compute_dtype(jnp.promote_types(u.dtype, m.dtype))
+    u_c = _numerics.cast(u, cdtype)
+    stored = _numerics.saturating_cast(
+        u_c + decay * _numerics.cast(m, cdtype), m.dtype
+    )
+    new_u = _numerics.cast(stored, cdtype)
+    if nesterov:
+      new_u = u_c + decay * new_u
+    return _numerics.saturating_cast(new_u, u.dtype), stored
+
   def update_fn(updates, state, params=None):
     del params
-    # optax.trace promotes the buffer when updates are wider than it; keep
-    # the buffer's dtype, and derive the updates from the buffer *as stored*
-    # (rounded), like the RMS state (_scale_by_rms._as_stored): with a
-    # bfloat16 buffer, using the unrounded value made XLA copy the buffer
-    # every step (1.29x the float32-buffer step instead of 0.83x; NOTES §5b).
-    compute = jax.tree.map(
-        lambda u, t: _numerics.compute_dtype(jnp.promote_types(u.dtype, t.dtype)),
-        updates, state.trace,
+    updates = _trees.as_arrays(updates)
+    _trees.check_matches(updates, state.trace, "momentum")
+    out = jax.tree.map(
+        lambda u, m: (None, m) if u is None else leaf(u, m),
+        updates,
+        state.trace,
+        is_leaf=_trees.is_none,
     )
-    upcast = lambda tree: jax.tree.map(_numerics.cast, tree, compute)
-    g = upcast(updates)
-    summed, _ = heavy_ball.update(g, optax.TraceState(upcast(state.trace)))
-    new_trace = jax.tree.map(  # g + β m, rounded to the buffer's dtype
-        lambda n, t: _numerics.saturating_cast(n, t.dtype), summed, state.trace
-    )
-    new_updates = upcast(new_trace)
-    if nesterov:  # the look-ahead g + β m_t is one more step from m_t
-      new_updates, _ = heavy_ball.update(g, optax.TraceState(new_updates))
-    new_updates = jax.tree.map(
-        lambda n, u: _numerics.saturating_cast(n, u.dtype), new_updates, updates
-    )
+    treedef = jax.tree.structure(updates, is_leaf=_trees.is_none)
+    pairs = treedef.flatten_up_to(out)
+    new_updates = treedef.unflatten([u for u, _ in pairs])
+    new_trace = treedef.unflatten([m for _, m in pairs])
     return new_updates, optax.TraceState(trace=new_trace)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -139,10 +152,12 @@ def add_decoupled_weight_decay(
           "decoupled weight decay needs the params: call"
           " tx.update(grads, state, params)"
       )
+    params = _trees.as_arrays(params)
     decay_step, state = lr_scaling.update(
-        jax.tree.map(lambda p: weight_decay * p, params), state
+        _trees.map_leaves(lambda u, p: weight_decay * p, updates, params),
+        state,
     )
-    updates = jax.tree.map(
+    updates = _trees.map_leaves(
         lambda u, d: u + d.astype(u.dtype), updates, decay_step
     )
     return updates, state

@@ -1,0 +1,118 @@
+"""Tree checks and conversions shared by the transforms.
+
+``None`` leaves are treated as optax treats them: a ``None`` gradient (a
+frozen or unused parameter) gives a ``None`` update, so every map here uses
+``is_leaf=is_none`` to keep them in the structure instead of dropping them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_none(x: Any) -> bool:
+  return x is None
+
+
+def map_leaves(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+  """``jax.tree.map`` that keeps ``None`` leaves of ``tree`` as ``None``."""
+  return jax.tree.map(
+      lambda x, *r: None if x is None else f(x, *r),
+      tree,
+      *rest,
+      is_leaf=is_none,
+  )
+
+
+def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
+  """(``keystr`` path, leaf) pairs, ``None`` leaves included."""
+  return [
+      (jax.tree_util.keystr(path), leaf)
+      for path, leaf in jax.tree_util.tree_leaves_with_path(
+          tree, is_leaf=is_none
+      )
+  ]
+
+
+def as_arrays(tree: Any) -> Any:
+  """NumPy arrays and Python scalars as jax arrays; ``None`` stays ``None``.
+
+  Python ints become weakly typed floats, as in ``1 + x``: a gradient or
+  parameter written as ``0`` is a number, not an integer counter.
+  """
+
+  def convert(x):
+    if isinstance(x, int) and not isinstance(x, bool):
+      x = float(x)
+    if isinstance(x, (bool, float, complex, np.ndarray, np.generic)):
+      return jnp.asarray(x)
+    return x  # jax arrays, tracers, ShapeDtypeStructs (abstract init)
+
+  return map_leaves(convert, tree)
+
+
+def check_inexact(tree: Any, what: str, role: str) -> None:
+  """Raises ValueError naming the first integer or boolean leaf of ``tree``.
+
+  Runs at trace time (dtypes are static). Integer leaves (a step counter in
+  the params) have no gradient to follow; optax would silently compute an
+  integer moving average.
+  """
+  for path, leaf in leaves_with_paths(tree):
+    if leaf is None:
+      continue
+    dtype = _dtype(leaf)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      raise ValueError(
+          f"{what}: {role} leaf at {path or '<root>'} has dtype {dtype}; only"
+          " floating-point and complex leaves can be optimized. Exclude"
+          " integer and boolean leaves with optax.masked(tx, mask) or"
+          " optax.partition({..., 'frozen': optax.set_to_zero()}, labels)."
+      )
+
+
+def _dtype(leaf: Any):
+  if isinstance(leaf, bool):
+    return np.dtype(bool)
+  if isinstance(leaf, (int, float, complex)):
+    return np.result_type(float(leaf) if isinstance(leaf, int) else leaf)
+  dtype = getattr(leaf, "dtype", None)  # arrays, ShapeDtypeStructs
+  return None if dtype is None else np.dtype(dtype)
+
+
+def check_matches(updates: Any, state_tree: Any, what: str) -> None:
+  """Raises ValueError if ``updates`` does not have the state's structure.
+
+  ``None`` gradients are allowed where the state has an array (frozen
+  parameters) and where it has ``None`` (parameters that were ``None`` at
+  init). Runs at trace time, so it costs nothing per step, and replaces
+  jax's generic tree-mismatch message (or silent broadcasting of mismatched
+  shapes) by one that says what went wrong.
+  """
+  got = jax.tree.structure(updates, is_leaf=is_none)
+  want = jax.tree.structure(state_tree, is_leaf=is_none)
+  if got != want:
+    raise ValueError(
+        f"{what}: the gradient tree does not match the optimizer state, which"
+        f" was built by tx.init for another parameter tree.\n gradients:"
+        f" {got}\n state:     {want}"
+    )
+  for (path, g), s in zip(
+      leaves_with_paths(updates), jax.tree.leaves(state_tree, is_leaf=is_none)
+  ):
+    if g is None:
+      continue
+    if s is None:
+      raise ValueError(
+          f"{what}: gradient at {path or '<root>'} is an array, but its"
+          " parameter was None when the state was initialised."
+      )
+    if jnp.shape(g) != jnp.shape(s):
+      raise ValueError(
+          f"{what}: gradient at {path or '<root>'} has shape {jnp.shape(g)}"
+          f" but its optimizer state has shape {jnp.shape(s)}."
+      )
