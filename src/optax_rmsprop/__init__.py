@@ -1,5 +1,6 @@
 """optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
 
+from optax_rmsprop._lazy_rows import lazy_rows as lazy_rows
 from optax_rmsprop._presets import dqn_rmsprop as dqn_rmsprop
 from optax_rmsprop._presets import keras_rmsprop as keras_rmsprop
 from optax_rmsprop._presets import tf1_rmsprop as tf1_rmsprop
@@ -26,6 +27,7 @@ __all__ = (
     "dqn_rmsprop",
     "init_sharded",
     "keras_rmsprop",
+    "lazy_rows",
     "momentum",
     "rmsprop",
     "scale_by_rms",

@@ -9,7 +9,7 @@ deviations measured against each.
 from optax_rmsprop._presets_dqn import dqn_rmsprop
 from optax_rmsprop._presets_keras import keras_rmsprop
 from optax_rmsprop._presets_tf1 import tf1_rmsprop
-from optax_rmsprop._presets_tf1 import timm_rmsprop_tf
+from optax_rmsprop._presets_timm import timm_rmsprop_tf
 from optax_rmsprop._presets_torch import torch_rmsprop
 
 __all__ = (
