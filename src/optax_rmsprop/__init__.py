@@ -1,5 +1,6 @@
 """optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
 
+from optax_rmsprop._caution import cautious as cautious
 from optax_rmsprop._lazy_rows import lazy_rows as lazy_rows
 from optax_rmsprop._presets import dqn_rmsprop as dqn_rmsprop
 from optax_rmsprop._presets import keras_rmsprop as keras_rmsprop
@@ -24,6 +25,7 @@ __all__ = (
     "ScaleByRmsState",
     "StackLeavesState",
     "add_decoupled_weight_decay",
+    "cautious",
     "dqn_rmsprop",
     "init_sharded",
     "keras_rmsprop",

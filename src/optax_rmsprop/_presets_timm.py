@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import optax
 
+from optax_rmsprop import _caution
 from optax_rmsprop import _presets_args
 from optax_rmsprop import _rmsprop
+from optax_rmsprop import _transforms
 from optax_rmsprop import _validation
+
+
+def _decay_learning_rate(lr, corrected: bool, max_lr: Optional[float]):
+  """The lr decoupled decay is scaled by: timm's ``wd_scale``."""
+  if not corrected:
+    return lr
+  if callable(lr):
+    if max_lr is None:
+      raise ValueError(
+          "corrected_weight_decay with an lr schedule needs max_lr: the lr"
+          " timm's optimizer was constructed with (the peak lr)"
+      )
+    return lambda count: lr(count) ** 2 / max_lr
+  return lr**2 / (lr if max_lr is None else max_lr)
 
 
 def timm_rmsprop_tf(
@@ -18,15 +36,22 @@ def timm_rmsprop_tf(
     momentum: jax.typing.ArrayLike = 0.0,
     centered: bool = False,
     decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
     lr_in_momentum: bool = True,
+    caution: bool = False,
+    foreach: Optional[bool] = None,
+    *,
+    max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""timm's ``RMSpropTF``: PyTorch code that reproduces TF1's RMSprop.
 
-  Same arguments and defaults (timm's newer ``caution`` option is not
-  reproduced). For a gradient :math:`g_t`, with :math:`\eta_t` = ``lr``,
-  :math:`\alpha` = ``alpha``, :math:`\epsilon` = ``eps``, :math:`\lambda` =
-  ``weight_decay``, :math:`\beta` = ``momentum``, and :math:`\nu_0 = 1`,
-  :math:`\mu_0 = b_0 = 0`:
+  Every argument of timm 1.0.31's ``RMSpropTF``, in its order, with its
+  defaults (``foreach`` picks timm's kernel and changes nothing here), plus
+  ``max_lr`` for ``corrected_weight_decay`` under a schedule. For a gradient
+  :math:`g_t`, with :math:`\eta_t` = ``lr``, :math:`\alpha` = ``alpha``,
+  :math:`\epsilon` = ``eps``, :math:`\lambda` = ``weight_decay``,
+  :math:`\beta` = ``momentum``, and :math:`\nu_0 = 1`, :math:`\mu_0 = b_0 =
+  0`:
 
   .. math::
 
@@ -37,27 +62,41 @@ def timm_rmsprop_tf(
       d_t &\leftarrow \sqrt{\nu_t - \mu_t^2 + \epsilon}, \quad
         \mu_t \leftarrow \mu_{t-1} + (1 - \alpha)(\tilde g_t - \mu_{t-1})
         && \text{if centered, else } d_t \leftarrow \sqrt{\nu_t + \epsilon} \\
-      u_t &\leftarrow \begin{cases}
-        b_t, \ b_t \leftarrow \beta\, b_{t-1} + \eta_t\, \tilde g_t / d_t
-          & \text{lr\_in\_momentum (TF)} \\
-        \eta_t b_t, \ b_t \leftarrow \beta\, b_{t-1} + \tilde g_t / d_t
+      b_t &\leftarrow \begin{cases}
+        \beta\, b_{t-1} + \eta_t\, \tilde g_t / d_t,
+          \ s_t = 1 & \text{lr\_in\_momentum (TF)} \\
+        \beta\, b_{t-1} + \tilde g_t / d_t, \ s_t = \eta_t
           & \text{otherwise (PyTorch)}
       \end{cases} \\
-      p_t &\leftarrow p_{t-1} - \eta_t \lambda\, p_{t-1} - u_t
-        && \text{if decoupled\_decay, else } p_t \leftarrow p_{t-1} - u_t
+      \phi_t &\leftarrow \mathbb{1}[b_t \odot \tilde g_t > 0], \quad
+        c_t \leftarrow \phi_t / \max(\operatorname{mean}(\phi_t), 10^{-3})
+        && \text{if caution, else } c_t \leftarrow 1 \\
+      \omega_t &\leftarrow \eta_t^2 / \eta_{\max}
+        && \text{if corrected\_weight\_decay, else } \omega_t = \eta_t \\
+      p_t &\leftarrow p_{t-1}(1 - \omega_t \lambda)
+        - s_t\, b_t \odot c_t
+        && (\text{the } \omega_t\lambda \text{ term only if decoupled\_decay})
     \end{align*}
 
-  With ``momentum=0`` there is no buffer: :math:`u_t = \eta_t \tilde g_t /
-  d_t`. timm's decoupled decay ``p.mul_(1 - lr * weight_decay)`` before the
-  step is :math:`-\eta_t\lambda p_{t-1}`, lr-scaled, never divided by the RMS
-  and never in the buffer: exactly :func:`add_decoupled_weight_decay`. So
-  this is :func:`rmsprop` with ``initial_scale=1``, ``eps_in_sqrt=True``,
-  ``lr_in_momentum`` as given, and ``weight_decay`` as
-  ``decoupled_weight_decay`` or ``coupled_weight_decay``. Measured against a
-  NumPy transcription of timm's code over 500 float32 steps, the parameters
-  agree to a relative 3.2e-6, and 7.6e-6 with ``decoupled_decay``: timm's
-  float32 factor ``1 - lr·λ`` is off by up to an ulp of 1, in the same
-  direction at every step (see ``docs/porting.md``).
+  With ``momentum=0`` there is no buffer and no caution (timm masks only the
+  momentum step): :math:`p_t = p_{t-1} - \eta_t \tilde g_t / d_t`. Caution
+  masks the step, not the buffer, per parameter tensor (Liang et al., 2024;
+  :func:`cautious`). Corrected weight decay (Chou, 2025) scales the
+  decoupled decay by :math:`\eta_t^2/\eta_{\max}`, where timm's
+  :math:`\eta_{\max}` is the lr the optimizer was constructed with: for a
+  float ``lr`` that is ``lr`` (and the decay is the usual one), for a
+  schedule pass it as ``max_lr``. timm's decoupled decay ``p.mul_(1 - wd_scale
+  * weight_decay)`` is :math:`-\omega_t\lambda p_{t-1}`, never divided by
+  the RMS and never in the buffer: :func:`add_decoupled_weight_decay`.
+
+  So this is :func:`rmsprop` with ``initial_scale=1``, ``eps_in_sqrt=True``
+  and ``lr_in_momentum`` as given, wrapped in :func:`cautious` when
+  ``caution`` (with the coupled decay before it and the decoupled decay
+  after it). Measured against a NumPy transcription of timm's code over 500
+  float32 steps, the parameters agree to a relative 3.2e-6, and 7.6e-6 with
+  ``decoupled_decay``: timm's float32 factor ``1 - lr·λ`` is off by up to an
+  ulp of 1, in the same direction at every step; with ``caution`` the same
+  (see ``docs/porting.md``).
 
   Args:
     lr: :math:`\eta` >= 0, a float or an optax schedule.
@@ -67,15 +106,24 @@ def timm_rmsprop_tf(
     momentum: :math:`\beta` in [0, 1).
     centered: Divide by the root of the variance estimate instead.
     decoupled_decay: Decoupled (AdamW-style) decay instead of L2.
+    corrected_weight_decay: Scale the decoupled decay by
+      :math:`\eta_t^2 / \eta_{\max}` instead of :math:`\eta_t`.
     lr_in_momentum: Accumulate lr-scaled steps in the buffer (TF, default) or
       unscaled ones that lr multiplies after (PyTorch).
+    caution: Mask the momentum step where it disagrees in sign with the
+      gradient and rescale by the fraction kept (needs ``momentum``).
+    foreach: timm's choice of kernel; accepted and ignored.
+    max_lr: :math:`\eta_{\max}` > 0 for ``corrected_weight_decay``: the lr
+      timm's optimizer was constructed with. Needed only when ``lr`` is a
+      schedule; defaults to ``lr`` for a float.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`; ``update`` needs
     ``params`` when ``weight_decay`` is nonzero.
 
   Raises:
-    ValueError: naming the argument, if one is out of range.
+    ValueError: naming the argument, if one is out of range, or if
+      ``corrected_weight_decay`` has no positive max lr.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -89,11 +137,26 @@ def timm_rmsprop_tf(
     >>> updates, state = tx.update(jnp.array([1.0, -3.0]), state, params)
     >>> print(optax.apply_updates(params, updates).round(4))
     [1.8    2.1236]
+    >>> tx = optax_rmsprop.timm_rmsprop_tf(lr=0.1, momentum=0.9, caution=True)
+    >>> state = tx.init(params)
+    >>> _, state = tx.update(jnp.array([1.0, 1.0]), state, params)
+    >>> # the buffer still points down in both; the gradient flipped in one
+    >>> updates, state = tx.update(jnp.array([1.0, -0.1]), state, params)
+    >>> updates  # masked where uphill, the other doubled (half were kept)
+    Array([-0.38..., 0. ], dtype=float32)
 
   References:
-    timm, `timm/optim/rmsprop_tf.py
-    <https://github.com/huggingface/pytorch-image-models/blob/main/timm/optim/rmsprop_tf.py>`_.
+    timm 1.0.31, `timm/optim/rmsprop_tf.py
+    <https://github.com/huggingface/pytorch-image-models/blob/main/timm/optim/rmsprop_tf.py>`_
+    (``RMSpropTF``, ``_single_tensor_rmsprop_tf``).
+
+    Liang, Chen, Liu & Liu, `Cautious Optimizers: Improving Training with One
+    Line of Code <https://arxiv.org/abs/2411.16085>`_, 2024.
+
+    Chou, `Why Gradients Rapidly Increase Near the End of Training
+    <https://arxiv.org/abs/2506.02285>`_, 2025 (corrected weight decay).
   """
+  del foreach  # timm's single- or multi-tensor kernel: the same arithmetic
   # timm's own checks (lr, eps, momentum, weight_decay, alpha >= 0), plus the
   # ranges the core needs, under timm's argument names.
   _validation.check_nonnegative("lr", lr)
@@ -101,16 +164,51 @@ def timm_rmsprop_tf(
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_decay", weight_decay)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
+  peak = lr if max_lr is None else max_lr
+  if corrected_weight_decay and not callable(peak):
+    # timm: "Corrected weight decay requires a positive max lr".
+    _validation.check_nonnegative("max_lr", peak)
+    if _validation.known_at_least(-peak, 0.0):
+      raise ValueError(
+          "corrected_weight_decay needs a positive max lr (timm: the lr the"
+          f" optimizer was constructed with), got {peak!r}"
+      )
   weight_decay = _presets_args.unless_off(weight_decay)
-  return _rmsprop.rmsprop(
+  momentum = _presets_args.unless_off(momentum)
+  coupled = None if decoupled_decay else weight_decay
+  decoupled = weight_decay if decoupled_decay else None
+  use_caution = caution and momentum is not None
+  if not use_caution and not (corrected_weight_decay and decoupled is not None):
+    return _rmsprop.rmsprop(
+        learning_rate=lr,
+        decay=alpha,
+        eps=eps,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=momentum,
+        lr_in_momentum=lr_in_momentum,
+        coupled_weight_decay=coupled,
+        decoupled_weight_decay=decoupled,
+    )
+  steps = []
+  if coupled is not None:
+    steps.append(optax.add_decayed_weights(coupled))
+  step = _rmsprop.rmsprop(
       learning_rate=lr,
       decay=alpha,
       eps=eps,
       initial_scale=1.0,
       eps_in_sqrt=True,
       centered=centered,
-      momentum=_presets_args.unless_off(momentum),
+      momentum=momentum,
       lr_in_momentum=lr_in_momentum,
-      coupled_weight_decay=None if decoupled_decay else weight_decay,
-      decoupled_weight_decay=weight_decay if decoupled_decay else None,
   )
+  steps.append(_caution.cautious(step) if use_caution else step)
+  if decoupled is not None:
+    steps.append(
+        _transforms.add_decoupled_weight_decay(
+            _decay_learning_rate(lr, corrected_weight_decay, max_lr), decoupled
+        )
+    )
+  return optax.chain(*steps)
