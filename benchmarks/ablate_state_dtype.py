@@ -25,13 +25,18 @@ import numpy as np
 import optax
 
 import optax_rmsprop
-from optax_rmsprop import _numerics
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from run import JaxCase, measure, paired_ratio  # noqa: E402
 
 LR, DECAY, EPS, BETA = 1e-3, 0.9, 1e-8, 0.9
 BF16 = jnp.bfloat16
+BF16_MAX = float(jnp.finfo(BF16).max)
+
+
+def to_bf16(x):
+  """A saturating cast to bfloat16 (as the core stores state)."""
+  return jnp.clip(x, -BF16_MAX, BF16_MAX).astype(BF16)
 
 
 def rms_from_unrounded_nu():
@@ -44,7 +49,7 @@ def rms_from_unrounded_nu():
     new_nu = (1 - DECAY) * g**2 + DECAY * nu.astype(jnp.float32)
     new_nu = jnp.where(new_nu > 3.4e38, 3.4e38, new_nu)
     u = jax.lax.rsqrt(jnp.maximum(new_nu + EPS, 1.18e-38)) * g
-    return -LR * u, _numerics.saturating_cast(new_nu, BF16)
+    return -LR * u, to_bf16(new_nu)
 
   return optax.GradientTransformation(init, update)
 
@@ -59,7 +64,7 @@ def momentum_from_unrounded_buffer():
   def update(u, state, p=None):
     new_u, new_state = trace.update(u, state)
     return new_u.astype(u.dtype), optax.TraceState(
-        _numerics.saturating_cast(new_state.trace, BF16))
+        to_bf16(new_state.trace))
 
   return optax.GradientTransformation(init, update)
 

@@ -45,7 +45,6 @@ import numpy as np
 import optax
 
 import optax_rmsprop
-from optax_rmsprop._stacked import stack_leaves
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import trees  # noqa: E402
@@ -119,7 +118,8 @@ def transforms(config: str, many: bool) -> dict:
     out["optax"] = optax.rmsprop(LR, **kw)
     if not many or config == "plain":  # flatten compiles slowly on many leaves
       out["optax.flatten"] = optax.flatten(optax.rmsprop(LR, **kw))
-  out["ours+stack_leaves"] = stack_leaves(optax_rmsprop.rmsprop(LR, **kw))
+  out["ours+stack_leaves"] = optax_rmsprop.stack_leaves(
+      optax_rmsprop.rmsprop(LR, **kw))
   if config == "plain":
     # Stateless p − η·g on the same tree: a lower bound on what any optimizer
     # whose params stay per-leaf buffers pays per call (kernels, buffers).

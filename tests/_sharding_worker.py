@@ -188,7 +188,7 @@ def numpy_reference_params(config, host_params, grads):
 def measure_config(config):
   import jax
   import optax
-  from optax_rmsprop import _sharding
+  import optax_rmsprop
 
   tx = make_tx(config)
   host_params, grads = host_params_and_grads()
@@ -197,7 +197,7 @@ def measure_config(config):
   # Auto mesh: what each way of initialising gives.
   mesh = make_mesh(explicit=False)
   params = place(host_params, mesh)
-  want = _sharding.state_shardings(tx, params)
+  want = optax_rmsprop.state_shardings(tx, params)
   out["expected"] = layout(want)
   out["expected_param_shaped"] = layout(param_shaped(tx, want))
   # Eagerly, scalars (counts) land on the default device, as in optax: only
@@ -206,7 +206,7 @@ def measure_config(config):
   out["auto_jit_init"] = layout(jax.jit(tx.init)(params))
   with jax.set_mesh(mesh):
     out["auto_set_mesh_jit_init"] = layout(jax.jit(tx.init)(params))
-  state = _sharding.init_sharded(tx, params)
+  state = optax_rmsprop.init_sharded(tx, params)
   out["auto_init_sharded"] = layout(state)
   sharded_grads = [place(g, mesh) for g in grads]
 
@@ -244,7 +244,7 @@ def measure_config(config):
       out["explicit_jit_init"] = layout(jax.jit(tx.init)(eparams))
     except Exception as e:  # a measurement: report, do not hide.
       out["explicit_jit_init"] = f"error: {type(e).__name__}: {e}"[:300]
-    estate = _sharding.init_sharded(tx, eparams)
+    estate = optax_rmsprop.init_sharded(tx, eparams)
     out["explicit_init_sharded"] = layout(estate)
     ecompiled = jax.jit(tx.update).lower(egrads[0], estate, eparams).compile()
     out["explicit_update_collectives"] = count_collectives(ecompiled.as_text())
@@ -286,7 +286,7 @@ def sharding_main():
 def trajectories_main():
   """Whether sharded runs are bitwise the unsharded one, per config."""
   import jax
-  from optax_rmsprop import _sharding
+  import optax_rmsprop
 
   out = {}
   for name, config in CONFIGS.items():
@@ -298,7 +298,7 @@ def trajectories_main():
       mesh = make_mesh(explicit)
       params = place(host_params, mesh)
       with jax.set_mesh(mesh):
-        state = _sharding.init_sharded(tx, params)
+        state = optax_rmsprop.init_sharded(tx, params)
         sharded = run(step, params, state, [place(g, mesh) for g in grads])
       kind = "explicit" if explicit else "auto"
       out[f"{name}/{kind}"] = bit_equal(sharded, single)
@@ -311,7 +311,6 @@ def checkpoint_main(directory):
   import optax
   import optax_rmsprop
   import orbax.checkpoint as ocp
-  from optax_rmsprop import _sharding
 
   tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
       learning_rate=optax.cosine_decay_schedule(0.02, 8),
@@ -324,7 +323,7 @@ def checkpoint_main(directory):
   params = place(host_params, mesh)
   grads = [place(g, mesh) for g in grads]
   step = step_fn(tx)
-  state = _sharding.init_sharded(tx, params)
+  state = optax_rmsprop.init_sharded(tx, params)
 
   full = run(step, params, state, grads)
   half = run(step, params, state, grads[:4])
@@ -343,7 +342,7 @@ def checkpoint_main(directory):
       "opt_state": jax.tree.map(
           lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
           abstract_state,
-          _sharding.state_shardings(tx, params),
+          optax_rmsprop.state_shardings(tx, params),
       ),
   }
   restored = checkpointer.restore(path, target)
@@ -356,11 +355,67 @@ def checkpoint_main(directory):
       == jax.tree.structure(half[1]),
       "restored_layout": layout(restored),
       "saved_layout": layout({"params": half[0], "opt_state": half[1]}),
-      "expected_state_layout": layout(_sharding.state_shardings(tx, params)),
+      "expected_state_layout": layout(optax_rmsprop.state_shardings(tx, params)),
       "restored_state_layout": layout(restored["opt_state"]),
       "resumed_equals_uninterrupted_bitwise": bit_equal(resumed, full),
       "resumed_vs_uninterrupted_max_abs": max_abs_diff(resumed, full),
       "final_state_layout": layout(resumed[1]),
+  }
+
+
+def stacked_main():
+  """stack_leaves on the mesh: groups respect shardings, state is laid out
+  as state_shardings says, updates equal the unstacked layout's."""
+  import jax
+  import numpy as np
+  import optax
+  import optax_rmsprop
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  mesh = make_mesh(explicit=False)
+  rng = np.random.default_rng(0)
+  specs = {  # a, b: same shape and spec (stacked); c: same shape, other spec
+      "a": ("fsdp", "tp"), "b": ("fsdp", "tp"), "c": ("tp", "fsdp"),
+      "bias": ("tp",), "none": None,
+  }
+  host = {k: rng.normal(size=(8,) if k == "bias" else (8, 8)).astype(
+      np.float32) for k in specs if specs[k] is not None}
+  host["none"] = None
+  params = {
+      k: None if spec is None else jax.device_put(
+          host[k], NamedSharding(mesh, P(*spec)))
+      for k, spec in specs.items()
+  }
+  config = dict(centered=True, momentum=0.9, bias_correction=True)
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.01, **config))
+  flat = optax_rmsprop.rmsprop(0.01, **config)
+  state = optax_rmsprop.init_sharded(tx, params)
+  want = optax_rmsprop.state_shardings(tx, params)
+  step = step_fn(tx)
+  grads = [{k: None if v is None else np.cos(v + i).astype(np.float32)
+            for k, v in host.items()} for i in range(4)]
+  grads = [{k: None if v is None else jax.device_put(v, params[k].sharding)
+            for k, v in g.items()} for g in grads]
+  got = run(step, params, state, grads)
+  ref = run(step_fn(flat), params, optax_rmsprop.init_sharded(flat, params),
+            grads)
+  try:
+    optax.tree_map_params(tx, lambda x: x, state)
+    tree_map_params_error = ""
+  except TypeError as e:
+    tree_map_params_error = str(e)
+  ulps = max(
+      int(np.max(np.abs(np.asarray(a).view(np.int32)
+                        - np.asarray(b).view(np.int32))))
+      for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(ref[0]))
+  )
+  return {
+      "groups": [list(g.indices) for g in state.groups],
+      "state_layout": layout(state),
+      "expected_layout": layout(want),
+      "final_state_layout": layout(got[1]),
+      "max_ulps_vs_unstacked": ulps,
+      "tree_map_params_error": tree_map_params_error,
   }
 
 
@@ -373,6 +428,8 @@ if __name__ == "__main__":
     result = sharding_main()
   elif sys.argv[1] == "trajectories":
     result = trajectories_main()
+  elif sys.argv[1] == "stacked":
+    result = stacked_main()
   else:
     result = checkpoint_main(sys.argv[2])
   print("JSON:" + json.dumps(result))

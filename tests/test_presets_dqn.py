@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from optax_rmsprop import _presets
+import optax_rmsprop
 from reference import dqn_rmsprop as dqn_reference
 from reference import problem
 from reference import runner
@@ -34,7 +34,7 @@ def lua_linear_lr(lr_start, lr_end, lr_endt):
 def test_matches_dqn_reference(kwargs, lua_lr, optax_lr):
   expected = problem.run_reference(
       dqn_reference.DqnRMSprop(SIZE, **kwargs), lua_lr)
-  actual = runner.run_optax(_presets.dqn_rmsprop(optax_lr, **kwargs))
+  actual = runner.run_optax(optax_rmsprop.dqn_rmsprop(optax_lr, **kwargs))
   deviation = problem.max_relative_deviation(actual, expected)
   print(f"dqn {kwargs}: max rel dev {deviation:.2e}")
   assert deviation <= TOLERANCE
@@ -44,5 +44,5 @@ def test_differs_from_dopamine_tf1_setting():
   """ν₀ = 0 (Lua) is not TF1's ν₀ = 1, which Dopamine's port uses."""
   expected = problem.run_reference(dqn_reference.DqnRMSprop(SIZE), 0.01)
   actual = runner.run_optax(
-      _presets.tf1_rmsprop(0.01, decay=0.95, epsilon=0.01, centered=True))
+      optax_rmsprop.tf1_rmsprop(0.01, decay=0.95, epsilon=0.01, centered=True))
   assert problem.max_relative_deviation(actual, expected) > 1e-3

@@ -5,34 +5,34 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from optax_rmsprop import _presets
+import optax_rmsprop
 
 BAD_ARGUMENTS = [
-    (_presets.torch_rmsprop, "lr", -0.1),
-    (_presets.torch_rmsprop, "alpha", -0.5),
-    (_presets.torch_rmsprop, "alpha", 1.5),
-    (_presets.torch_rmsprop, "eps", -1e-8),
-    (_presets.torch_rmsprop, "weight_decay", -0.01),
-    (_presets.torch_rmsprop, "momentum", -0.9),
-    (_presets.torch_rmsprop, "momentum", 1.0),
-    (_presets.keras_rmsprop, "learning_rate", -0.1),
-    (_presets.keras_rmsprop, "rho", 1.1),
-    (_presets.keras_rmsprop, "momentum", -0.1),
-    (_presets.keras_rmsprop, "epsilon", -1e-7),
-    (_presets.keras_rmsprop, "weight_decay", -0.004),
-    (_presets.tf1_rmsprop, "learning_rate", float("nan")),
-    (_presets.tf1_rmsprop, "decay", 2.0),
-    (_presets.tf1_rmsprop, "momentum", 1.5),
-    (_presets.tf1_rmsprop, "epsilon", -1e-10),
-    (_presets.timm_rmsprop_tf, "lr", -0.01),
-    (_presets.timm_rmsprop_tf, "alpha", -0.9),
-    (_presets.timm_rmsprop_tf, "eps", -1e-10),
-    (_presets.timm_rmsprop_tf, "weight_decay", -1.0),
-    (_presets.timm_rmsprop_tf, "momentum", -0.9),
-    (_presets.dqn_rmsprop, "learning_rate", -0.00025),
-    (_presets.dqn_rmsprop, "decay", 1.05),
-    (_presets.dqn_rmsprop, "eps", -0.01),
-    (_presets.dqn_rmsprop, "weight_cost", -0.1),
+    (optax_rmsprop.torch_rmsprop, "lr", -0.1),
+    (optax_rmsprop.torch_rmsprop, "alpha", -0.5),
+    (optax_rmsprop.torch_rmsprop, "alpha", 1.5),
+    (optax_rmsprop.torch_rmsprop, "eps", -1e-8),
+    (optax_rmsprop.torch_rmsprop, "weight_decay", -0.01),
+    (optax_rmsprop.torch_rmsprop, "momentum", -0.9),
+    (optax_rmsprop.torch_rmsprop, "momentum", 1.0),
+    (optax_rmsprop.keras_rmsprop, "learning_rate", -0.1),
+    (optax_rmsprop.keras_rmsprop, "rho", 1.1),
+    (optax_rmsprop.keras_rmsprop, "momentum", -0.1),
+    (optax_rmsprop.keras_rmsprop, "epsilon", -1e-7),
+    (optax_rmsprop.keras_rmsprop, "weight_decay", -0.004),
+    (optax_rmsprop.tf1_rmsprop, "learning_rate", float("nan")),
+    (optax_rmsprop.tf1_rmsprop, "decay", 2.0),
+    (optax_rmsprop.tf1_rmsprop, "momentum", 1.5),
+    (optax_rmsprop.tf1_rmsprop, "epsilon", -1e-10),
+    (optax_rmsprop.timm_rmsprop_tf, "lr", -0.01),
+    (optax_rmsprop.timm_rmsprop_tf, "alpha", -0.9),
+    (optax_rmsprop.timm_rmsprop_tf, "eps", -1e-10),
+    (optax_rmsprop.timm_rmsprop_tf, "weight_decay", -1.0),
+    (optax_rmsprop.timm_rmsprop_tf, "momentum", -0.9),
+    (optax_rmsprop.dqn_rmsprop, "learning_rate", -0.00025),
+    (optax_rmsprop.dqn_rmsprop, "decay", 1.05),
+    (optax_rmsprop.dqn_rmsprop, "eps", -0.01),
+    (optax_rmsprop.dqn_rmsprop, "weight_cost", -0.1),
 ]
 
 
@@ -41,19 +41,19 @@ BAD_ARGUMENTS = [
     ids=[f"{p.__name__}-{n}={v}" for p, n, v in BAD_ARGUMENTS])
 def test_bad_argument_raises_naming_it(preset, name, value):
   kwargs = {name: value}
-  if preset is _presets.tf1_rmsprop and name != "learning_rate":
+  if preset is optax_rmsprop.tf1_rmsprop and name != "learning_rate":
     kwargs["learning_rate"] = 0.01
   with pytest.raises(ValueError, match=rf"^{name} must be"):
     preset(**kwargs)
 
 
 PRESETS = [
-    lambda lr: _presets.torch_rmsprop(lr, momentum=0.9, weight_decay=0.1),
-    lambda lr: _presets.keras_rmsprop(lr, momentum=0.9, weight_decay=0.1),
-    lambda lr: _presets.tf1_rmsprop(lr, momentum=0.9, centered=True),
-    lambda lr: _presets.timm_rmsprop_tf(
+    lambda lr: optax_rmsprop.torch_rmsprop(lr, momentum=0.9, weight_decay=0.1),
+    lambda lr: optax_rmsprop.keras_rmsprop(lr, momentum=0.9, weight_decay=0.1),
+    lambda lr: optax_rmsprop.tf1_rmsprop(lr, momentum=0.9, centered=True),
+    lambda lr: optax_rmsprop.timm_rmsprop_tf(
         lr, momentum=0.9, weight_decay=0.1, decoupled_decay=True),
-    lambda lr: _presets.dqn_rmsprop(lr, weight_cost=0.1),
+    lambda lr: optax_rmsprop.dqn_rmsprop(lr, weight_cost=0.1),
 ]
 
 
@@ -81,9 +81,9 @@ def test_zero_schedule_is_a_no_op_under_jit(make):
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_inject_hyperparams_under_jit(momentum):
   """Injected (array) momentum and weight decay, even 0, keep one structure."""
-  tx = optax.inject_hyperparams(_presets.torch_rmsprop)(
+  tx = optax.inject_hyperparams(optax_rmsprop.torch_rmsprop)(
       lr=0.01, momentum=momentum, weight_decay=0.0)
-  plain = _presets.torch_rmsprop(lr=0.01, momentum=momentum)
+  plain = optax_rmsprop.torch_rmsprop(lr=0.01, momentum=momentum)
   params = {"w": jnp.linspace(0.5, 1.5, 4)}
 
   def run(tx):

@@ -20,7 +20,6 @@ import optax
 import pytest
 
 import optax_rmsprop
-from optax_rmsprop import _sharding
 
 import _sharding_worker as worker
 
@@ -200,12 +199,37 @@ def test_state_shardings_on_one_device_and_abstract_params():
   tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
       learning_rate=0.1, centered=True, momentum=0.9
   )
-  shardings = _sharding.state_shardings(tx, params)
+  shardings = optax_rmsprop.state_shardings(tx, params)
   inner = shardings.inner_state
   assert inner[0].nu["w"] == sharding and inner[0].mu["w"] == sharding
   assert inner[2].trace["w"] == sharding
   assert shardings.count.spec == jax.P()
-  state = _sharding.init_sharded(
+  state = optax_rmsprop.init_sharded(
       tx, {"w": jax.device_put(np.arange(4.0, dtype=np.float32), sharding)}
   )
+  assert jax.tree.structure(state) == jax.tree.structure(shardings)
+
+
+def test_stack_leaves_on_a_mesh_respects_shardings():
+  """Same shape and dtype but another sharding: never stacked together;
+  init_sharded and state_shardings lay out the stacked state alike (the
+  group's spec behind an unsharded stacking axis); updates equal the
+  unstacked layout's; optax.tree_map_params says why it cannot map."""
+  out = run_worker("stacked")
+  # Flatten order: a, b, bias, c, none. a and b share a spec; c does not.
+  assert out["groups"] == [[0, 1], [2], [3]]
+  assert out["state_layout"] == out["expected_layout"]
+  assert out["final_state_layout"] == out["expected_layout"]
+  assert "(None, 'fsdp', 'tp')" in out["state_layout"]
+  assert "(None, 'tp', 'fsdp')" in out["state_layout"]
+  assert out["max_ulps_vs_unstacked"] <= 2  # FMA contraction, as in test_stacked
+  assert "state_shardings" in out["tree_map_params_error"]
+
+
+def test_state_shardings_of_empty_params():
+  tx = optax_rmsprop.rmsprop(0.1, bias_correction=True, momentum=0.9)
+  shardings = optax_rmsprop.state_shardings(tx, {})
+  assert shardings[0].nu == {} and shardings[2].trace == {}
+  assert isinstance(shardings[0].count, jax.sharding.Sharding)
+  state = optax_rmsprop.init_sharded(tx, {})
   assert jax.tree.structure(state) == jax.tree.structure(shardings)

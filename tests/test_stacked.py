@@ -7,7 +7,6 @@ import optax
 import pytest
 
 import optax_rmsprop
-from optax_rmsprop._stacked import stack_leaves
 
 
 def _tree():
@@ -86,7 +85,7 @@ def test_identical_to_default_layout(name, max_group_size, max_leaf_size):
   kwargs = CONFIGS[name]
   want_p, want_s = _run(optax_rmsprop.rmsprop(**kwargs), params)
   got_p, got_s = _run(
-      stack_leaves(
+      optax_rmsprop.stack_leaves(
           optax_rmsprop.rmsprop(**kwargs), max_group_size, max_leaf_size
       ),
       params,
@@ -106,12 +105,12 @@ def test_equal_to_optax_rmsprop():
   del params["half"]  # optax keeps bf16 state; ours computes it in f32
   kwargs = dict(learning_rate=0.01, centered=True, momentum=0.9)
   want, _ = _run(optax.rmsprop(**kwargs), params)
-  got, _ = _run(stack_leaves(optax_rmsprop.rmsprop(**kwargs)), params)
+  got, _ = _run(optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(**kwargs)), params)
   jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_groups_by_shape_and_dtype():
-  tx = stack_leaves(optax_rmsprop.rmsprop(0.1), max_group_size=2)
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1), max_group_size=2)
   nu = tx.init(_tree()).inner_state[0].nu
   shapes = sorted((x.shape, str(x.dtype)) for x in nu)
   assert shapes == sorted([
@@ -122,7 +121,7 @@ def test_groups_by_shape_and_dtype():
 
 
 def test_large_leaves_stay_alone_and_cost_no_copy():
-  tx = stack_leaves(optax_rmsprop.rmsprop(0.1), max_leaf_size=4)
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1), max_leaf_size=4)
   nu = tx.init(_tree()).inner_state[0].nu
   sizes = sorted((x.shape, str(x.dtype)) for x in nu)
   assert sizes == sorted(
@@ -132,7 +131,7 @@ def test_large_leaves_stay_alone_and_cost_no_copy():
   )
   # Stacking a single leaf is a reshape: no concatenate, no copy compiled.
   params = {"a": jnp.ones((300, 300)), "b": jnp.ones((300, 300))}
-  tx = stack_leaves(optax_rmsprop.rmsprop(0.1))  # default: 65536 elements
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))  # default: 65536 elements
   state = tx.init(params)
 
   def step(p, s, g):
@@ -148,12 +147,79 @@ def test_mask_outside_the_wrapper():
   mask = jax.tree.map(lambda x: x.ndim > 1, params)
   inner = optax_rmsprop.rmsprop(0.01, momentum=0.9)
   want, _ = _run(optax.masked(inner, mask), params)
-  got, _ = _run(optax.masked(stack_leaves(inner), mask), params)
+  got, _ = _run(optax.masked(optax_rmsprop.stack_leaves(inner), mask), params)
   jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_mismatched_gradient_tree_raises():
-  tx = stack_leaves(optax_rmsprop.rmsprop(0.1))
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
   state = tx.init({"a": jnp.ones(3), "b": jnp.ones(3)})
   with pytest.raises(ValueError, match="optimizer state"):
     tx.update({"a": jnp.ones(3)}, state)
+
+
+def test_mixed_precision_groups_come_from_the_params():
+  """bfloat16 params with float32 gradients: the groups fixed at init (by
+  the params' dtype) are used, updates keep the gradients' dtype, and the
+  numbers equal the unstacked transform's."""
+  params = {
+      "w1": jnp.ones((3, 4), jnp.bfloat16),
+      "w2": jnp.full((3, 4), 2.0, jnp.bfloat16),
+      "w3": jnp.ones((3, 4), jnp.float32),
+  }
+  grads = jax.tree.map(lambda p: jnp.cos(p.astype(jnp.float32)), params)
+  inner = optax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9)
+  tx = optax_rmsprop.stack_leaves(inner)
+  state = tx.init(params)
+  assert [g.indices for g in state.groups] == [(0, 1), (2,)]
+  updates, state2 = jax.jit(tx.update)(grads, state, params)
+  assert state2.groups == state.groups
+  want, _ = jax.jit(inner.update)(grads, inner.init(params), params)
+  for k in params:
+    assert updates[k].dtype == jnp.float32
+    np.testing.assert_array_max_ulp(
+        np.asarray(updates[k]), np.asarray(want[k]), maxulp=2
+    )
+
+
+def test_none_gradients_keep_their_rows():
+  """A None gradient in a stacked group: None update, its state rows as
+  they were, the other members updated exactly as without stacking."""
+  params = {"a": jnp.ones(3), "b": jnp.full(3, 2.0), "c": jnp.ones(3)}
+  inner = optax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9)
+  tx = optax_rmsprop.stack_leaves(inner)
+  state = tx.init(params)
+  g1 = {"a": jnp.full(3, 0.5), "b": jnp.full(3, -1.0), "c": jnp.full(3, 3.0)}
+  _, state = tx.update(g1, state, params)
+  _, ref_state = inner.update(g1, inner.init(params), params)
+  g2 = {"a": jnp.full(3, 2.0), "b": None, "c": jnp.full(3, 1.0)}
+  updates, new_state = jax.jit(tx.update)(g2, state, params)
+  want, ref_new = inner.update(g2, ref_state, params)
+  assert updates["b"] is None and want["b"] is None
+  for k in ("a", "c"):
+    np.testing.assert_array_max_ulp(updates[k], want[k], maxulp=2)
+  nu = new_state.inner_state[0].nu[0]  # the group (a, b, c)
+  old_nu = state.inner_state[0].nu[0]
+  np.testing.assert_array_equal(nu[1], old_nu[1])  # b untouched
+  assert not np.allclose(nu[0], old_nu[0])  # a updated
+  np.testing.assert_array_equal(
+      new_state.inner_state[2].trace[0][1], state.inner_state[2].trace[0][1]
+  )
+  np.testing.assert_array_max_ulp(nu[0], ref_new[0].nu["a"], maxulp=2)
+
+
+def test_tree_map_params_says_why_it_cannot_see_stacked_state():
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
+  state = tx.init({"a": jnp.ones(3)})
+  with pytest.raises(TypeError, match="stack_leaves.*state_shardings"):
+    optax.tree_map_params(tx, lambda x: x, state)
+
+
+def test_empty_and_none_params():
+  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1, momentum=0.9))
+  state = tx.init({})
+  updates, _ = tx.update({}, state, {})
+  assert updates == {}
+  state = tx.init({"a": jnp.ones(2), "frozen": None})
+  updates, _ = tx.update({"a": jnp.ones(2), "frozen": None}, state)
+  assert updates["frozen"] is None and updates["a"].shape == (2,)

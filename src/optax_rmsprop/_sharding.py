@@ -7,6 +7,9 @@ from typing import Any
 import jax
 import optax
 
+from optax_rmsprop import _stacked
+from optax_rmsprop import _trees
+
 
 def _replicated_like(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
   """A sharding on the same devices as ``sharding`` that replicates scalars."""
@@ -24,7 +27,8 @@ def state_shardings(
 
   Every params-shaped tree in the state gets the params' shardings; every
   other leaf (step counts, injected hyperparameters) is replicated on the
-  first param's devices:
+  first param's devices. A :func:`stack_leaves` state's stacked arrays get
+  their group's sharding with an unsharded leading axis:
 
   .. math::
 
@@ -60,15 +64,30 @@ def state_shardings(
     `optax#548 <https://github.com/google-deepmind/optax/issues/548>`_
     (optimizer state follows the params' sharding).
   """
-  param_shardings = jax.tree.map(lambda p: p.sharding, params)
-  replicated = _replicated_like(jax.tree.leaves(param_shardings)[0])
-  return optax.tree_map_params(
-      tx,
-      lambda _, sharding: sharding,
-      jax.eval_shape(tx.init, params),
-      param_shardings,
-      transform_non_params=lambda _: replicated,
-  )
+  param_shardings = _trees.map_leaves(lambda p: p.sharding, params)
+  flat = jax.tree.leaves(param_shardings, is_leaf=_trees.is_none)
+  present = [s for s in flat if s is not None]
+  if present:
+    replicated = _replicated_like(present[0])
+  else:  # nothing to copy a layout from (e.g. empty params)
+    replicated = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def non_params(value):
+    if isinstance(value, _stacked.StackLeavesState):
+      return _stacked.stacked_shardings(value, flat, replicated)
+    return jax.tree.map(lambda _: replicated, value)
+
+  with _stacked.sharding_context(flat):
+    abstract = jax.eval_shape(tx.init, params)
+  with _stacked.sharding_context(flat, mapping=True):
+    return optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        abstract,
+        param_shardings,
+        transform_non_params=non_params,
+        is_leaf=_trees.is_none,
+    )
 
 
 def init_sharded(
@@ -111,4 +130,9 @@ def init_sharded(
   References:
     `optax#548 <https://github.com/google-deepmind/optax/issues/548>`_.
   """
-  return jax.jit(tx.init, out_shardings=state_shardings(tx, params))(params)
+  shardings = state_shardings(tx, params)
+  flat = jax.tree.leaves(
+      _trees.map_leaves(lambda p: p.sharding, params), is_leaf=_trees.is_none
+  )
+  with _stacked.sharding_context(flat):  # stack_leaves groups by sharding
+    return jax.jit(tx.init, out_shardings=shardings)(params)
