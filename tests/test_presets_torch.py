@@ -30,6 +30,7 @@ from reference import problem
 from reference import runner
 from reference import schedules
 from reference import torch_rmsprop as torch_reference
+from reference import torch_runs
 
 TOLERANCE = 1e-5
 LR = 0.01
@@ -272,31 +273,7 @@ def test_transcribed_inputs_are_torchs_current_ones():
   assert set(TORCH_OPTIM_INPUTS) == _installed_optim_input_descriptions()
 
 
-COMPLEX_SHAPES = {"b": (4,), "w": (3, 7)}  # 8 + 42 = the problem's 50 reals
 COMPLEX_STEPS = 200
-
-
-def _as_complex(flat):
-  """The problem's flat float32 vector as complex64 leaves (re, im pairs)."""
-  out, start = {}, 0
-  for name, shape in COMPLEX_SHAPES.items():
-    size = 2 * int(np.prod(shape))
-    pairs = np.asarray(flat[start:start + size]).reshape(shape + (2,))
-    out[name] = (pairs[..., 0] + 1j * pairs[..., 1]).astype(np.complex64)
-    start += size
-  return out
-
-
-def _as_real(params):
-  return np.concatenate([
-      np.stack([np.real(p), np.imag(p)], -1).ravel()
-      for p in (np.asarray(params[k]) for k in COMPLEX_SHAPES)])
-
-
-def _complex_gradient(params, t, sign):
-  flat = _as_real(params)
-  return _as_complex(
-      problem.flatten(problem.gradient({"b": flat[:8], "w": flat[8:]}, t, sign)))
 
 
 def _torch_kwargs(kwargs):
@@ -306,35 +283,19 @@ def _torch_kwargs(kwargs):
 
 
 def run_torch_complex(kwargs, sign, steps=COMPLEX_STEPS):
-  params = {k: torch.tensor(v) for k, v in
-            _as_complex(problem.flatten(problem.initial_params())).items()}
+  initial = torch_runs.initial_complex_params()
+  params = torch_runs.torch_params(initial)
   opt = torch.optim.RMSprop(list(params.values()), **_torch_kwargs(kwargs))
-  trajectory = [_as_real(params)]
-  for t in range(steps):
-    grads = _complex_gradient({k: p.numpy() for k, p in params.items()}, t,
-                              sign)
-    for k, p in params.items():
-      p.grad = torch.from_numpy(grads[k])
-    opt.step()
-    trajectory.append(_as_real({k: p.numpy() for k, p in params.items()}))
-  return np.stack(trajectory)
+  trajectory = torch_runs.train_torch(opt, params, steps, sign=sign,
+                                      complex_params=True)
+  return np.concatenate([[torch_runs.as_real(initial)], trajectory])
 
 
 def run_optax_complex(tx, sign, steps=COMPLEX_STEPS):
-  @jax.jit
-  def step(params, state, grads):
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  params = jax.tree.map(
-      jnp.asarray, _as_complex(problem.flatten(problem.initial_params())))
-  state = tx.init(params)
-  trajectory = [_as_real(params)]
-  for t in range(steps):
-    host = jax.device_get(params)
-    params, state = step(params, state, _complex_gradient(host, t, sign))
-    trajectory.append(_as_real(jax.device_get(params)))
-  return np.stack(trajectory)
+  params = torch_runs.initial_complex_params()
+  _, _, trajectory = torch_runs.train_optax(
+      tx, params, tx.init(params), steps, sign=sign, complex_params=True)
+  return np.concatenate([[torch_runs.as_real(params)], trajectory])
 
 
 QUICK_COMPLEX = ("default", "maximize, centered, weight_decay, w/ momentum",
