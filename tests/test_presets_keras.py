@@ -1,83 +1,52 @@
 """`keras_rmsprop` against real Keras 3 ``keras.optimizers.RMSprop`` (JAX).
 
-Both run the shared problem (tests/reference/problem.py) for 500 steps, each
-side's gradient evaluated at its own params; Keras runs ``stateless_apply``
-under ``jax.jit``. Measured deviations are in docs/porting.md: at most
-3.5e-6, with weight decay, where Keras rounds the parameter twice per step
-(``p - p·λ·η``, then ``- increment``) and optax once (``p + update``).
+Both run the shared problem (tests/reference/problem.py) for 500 calls (600
+with gradient accumulation: 200 updates), each side's gradient evaluated at
+its own params; Keras runs ``stateless_apply`` under ``jax.jit``
+(tests/reference/keras_runs.py). Measured deviations are in
+docs/porting.md: at most 3.5e-6, with weight decay, where Keras rounds the
+parameter twice per step (``p - p·λ·η``, then ``- increment``) and optax
+once (``p + update``). Every base-optimizer option is compared the same way,
+and shown to matter: the preset without it is far off.
 """
 
+import functools
 import itertools
 
 import jax
-import keras
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from optax_rmsprop import _presets
-from optax_rmsprop import _rmsprop
+import optax_rmsprop
 from reference import keras_rmsprop as keras_reference
+from reference import keras_runs
 from reference import problem
 from reference import runner
 from reference import schedules
 
 TOLERANCE = 1e-5
-LR = 0.01
-
-
-def keras_schedule(kind, lr=LR):
-  """The Keras LearningRateSchedule equal to ``schedules.optax_schedule``."""
-  if kind == "constant":
-    return lr
-  if kind == "drop":
-    # Keras keeps values[0] while step <= boundary: one step later than optax.
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [schedules.DROP_AT - 1], [lr, lr * schedules.DROP_FACTOR])
-  if kind == "exponential":
-    return keras.optimizers.schedules.ExponentialDecay(lr, 1, schedules.GAMMA)
-  if kind == "warmup_cosine":
-    return keras.optimizers.schedules.CosineDecay(
-        schedules.START_FRACTION * lr, schedules.TOTAL - schedules.WARMUP,
-        alpha=schedules.END_FRACTION, warmup_target=lr,
-        warmup_steps=schedules.WARMUP)
-  raise ValueError(kind)
+LR = keras_runs.LR
 
 
 def run_keras(kwargs, schedule="constant", lr=LR):
-  """Flat trajectory of keras.optimizers.RMSprop via jitted stateless_apply."""
-  names = list(problem.SHAPES)
-  variables = [keras.Variable(problem.initial_params()[k]) for k in names]
-  if lr is not None:
-    kwargs = dict(kwargs, learning_rate=keras_schedule(schedule, lr))
-  opt = keras.optimizers.RMSprop(**kwargs)
-  opt.build(variables)
-  opt_values = [v.value for v in opt.variables]
-  values = [v.value for v in variables]
-  apply = jax.jit(opt.stateless_apply)
-  host = problem.initial_params()
-  trajectory = [problem.flatten(host)]
-  for t in range(problem.STEPS):
-    grads = problem.gradient(host, t)
-    values, opt_values = apply(opt_values, [grads[k] for k in names], values)
-    host = dict(zip(names, jax.device_get(values)))
-    trajectory.append(problem.flatten(host))
-  return np.stack(trajectory)
+  """Flat trajectory of keras.optimizers.RMSprop over problem.STEPS calls."""
+  return keras_runs.KerasRun(kwargs, schedule, lr).run(problem.STEPS)[0]
 
 
 def _deviation(kwargs, schedule):
   expected = run_keras(kwargs, schedule)
-  tx = _presets.keras_rmsprop(
+  tx = optax_rmsprop.keras_rmsprop(
       learning_rate=schedules.optax_schedule(schedule, LR), **kwargs)
   return problem.max_relative_deviation(runner.run_optax(tx), expected)
 
 
+# Momentum, centered and weight decay together: test_option_matches_keras.
 DEFAULT_CONFIGS = [
     ({"momentum": 0.9}, "drop"),
     ({"centered": True, "epsilon": 0.1}, "constant"),
-    ({"weight_decay": 0.004}, "exponential"),
-    ({"momentum": 0.9, "centered": True, "weight_decay": 0.004},
-     "warmup_cosine"),
-    ({"momentum": 0.9, "epsilon": 0.1}, "constant"),
+    ({"weight_decay": 0.004}, "warmup_cosine"),
 ]
 
 FULL_GRID = [
@@ -105,7 +74,7 @@ def test_matches_keras_full_grid(kwargs, schedule):
 
 def test_framework_defaults_match():
   expected = run_keras({}, lr=None)  # Keras' own lr 0.001, rho 0.9, eps 1e-7
-  actual = runner.run_optax(_presets.keras_rmsprop())
+  actual = runner.run_optax(optax_rmsprop.keras_rmsprop())
   deviation = problem.max_relative_deviation(actual, expected)
   print(f"keras defaults: max rel dev {deviation:.2e}")
   assert deviation <= TOLERANCE
@@ -134,5 +103,223 @@ def test_a_wrong_convention_is_caught(kwargs, wrong):
   options = dict(learning_rate=LR, decay=0.9, eps=kwargs.get("epsilon", 1e-7),
                  decoupled_weight_decay=kwargs.get("weight_decay"))
   options.update(wrong)
-  actual = runner.run_optax(_rmsprop.rmsprop(**options))
+  actual = runner.run_optax(optax_rmsprop.rmsprop(**options))
   assert problem.max_relative_deviation(actual, expected) > 1e-3
+
+
+# --- Keras' base-optimizer options -----------------------------------------
+
+# Each option on top of momentum, centered and weight decay together (the
+# slow grid below takes each of them on and off): option id -> (the option's
+# kwargs, base kwargs it changes, schedule).
+BASE = {"momentum": 0.9, "centered": True, "weight_decay": 0.004}
+OPTIONS = {
+    "clipnorm": ({"clipnorm": 2.0}, {}, "exponential"),
+    "clipvalue": ({"clipvalue": 1.0}, {}, "exponential"),
+    "global_clipnorm": ({"global_clipnorm": 5.0}, {}, "exponential"),
+    "use_ema": ({"use_ema": True, "ema_momentum": 0.9}, {}, "exponential"),
+    "ema_overwrite_frequency": (
+        {"use_ema": True, "ema_overwrite_frequency": 10}, {}, "exponential"),
+    "exclude_from_weight_decay": (
+        {"exclude_from_weight_decay": ["b"]}, {}, "exponential"),
+    # Without ε RMSprop is nearly scale-invariant: unscaling would not show.
+    "loss_scale_factor": ({"loss_scale_factor": 3.0}, {"epsilon": 0.1},
+                          "exponential"),
+    # A schedule that changes every call shows which count it is called with.
+    "gradient_accumulation_steps": (
+        {"gradient_accumulation_steps": 3}, {}, "warmup_cosine"),
+    "accumulation_and_ema_overwrite": (
+        {"gradient_accumulation_steps": 3, "use_ema": True,
+         "ema_overwrite_frequency": 3}, {}, "warmup_cosine"),
+}
+
+
+def _calls(kwargs):
+  # >= 200 updates: with accumulation over k calls, 200 k calls.
+  return max(problem.STEPS, 200 * (kwargs.get("gradient_accumulation_steps")
+                                   or 1))
+
+
+def _run_ours(kwargs, schedule, calls, scale):
+  tx = optax_rmsprop.keras_rmsprop(
+      learning_rate=schedules.optax_schedule(schedule, LR), **kwargs)
+  return keras_runs.OptaxRun(tx).run(calls, scale)
+
+
+@functools.lru_cache(maxsize=None)
+def _run_ours_cached(kwargs_items, schedule, calls, scale):
+  return _run_ours(dict(kwargs_items), schedule, calls, scale)
+
+
+def _deviations(actual, expected):
+  """(params, EMA) max relative deviations; the EMA from call 1 (0 before)."""
+  params = problem.max_relative_deviation(actual[0], expected[0])
+  if expected[1] is None:
+    return params, 0.0
+  ema = actual[1] if actual[1] is not None else actual[0]
+  return params, problem.max_relative_deviation(ema[1:], expected[1][1:])
+
+
+def _check_option(option, base, schedule, check_effect):
+  kwargs = {**base, **option}
+  keras_kwargs = dict(kwargs)
+  exclude = keras_kwargs.pop("exclude_from_weight_decay", None)
+  scale = kwargs.get("loss_scale_factor") or 1.0
+  calls = _calls(kwargs)
+  expected = keras_runs.KerasRun(keras_kwargs, schedule, exclude=exclude).run(
+      calls, scale)
+  params, ema = _deviations(_run_ours(kwargs, schedule, calls, scale),
+                            expected)
+  print(f"keras {kwargs} {schedule}: max rel dev {params:.2e}, EMA {ema:.2e}")
+  assert params <= TOLERANCE and ema <= TOLERANCE
+  if check_effect:
+    # Without the option the preset is far off: the comparison sees it.
+    without = _run_ours_cached(
+        tuple(sorted(base.items())), schedule, calls, scale)
+    assert max(_deviations(without, expected)) > 100 * TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_option_matches_keras(name):
+  option, changes, schedule = OPTIONS[name]
+  _check_option(option, {**BASE, **changes}, schedule, check_effect=True)
+
+
+OPTION_GRID = [
+    (name, {"momentum": m, "centered": c, "weight_decay": w},
+     schedules.KINDS[i % len(schedules.KINDS)])
+    for i, (name, m, c, w) in enumerate(itertools.product(
+        OPTIONS, [0.0, 0.9], [False, True], [None, 0.004]))
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,base,schedule", OPTION_GRID)
+def test_option_matches_keras_grid(name, base, schedule):
+  option, changes, _ = OPTIONS[name]
+  base = {**base, **changes}
+  if "exclude_from_weight_decay" in option and base["weight_decay"] is None:
+    base["weight_decay"] = 0.04
+  _check_option(option, base, schedule, check_effect=False)
+
+
+def test_name_is_ignored():
+  params = {"w": jnp.array([1.0, -2.0])}
+  grads = {"w": jnp.array([0.3, 0.5])}
+  results = []
+  for name in (None, "my_optimizer"):
+    tx = optax_rmsprop.keras_rmsprop(0.1, momentum=0.9, name=name)
+    state = tx.init(params)
+    for _ in range(3):
+      updates, state = tx.update(grads, state, params)
+    results.append((updates, state))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, *results)))
+
+
+@pytest.mark.parametrize("option", [
+    {"clipnorm": 0.0}, {"clipvalue": 0}, {"global_clipnorm": 0.0},
+    {"gradient_accumulation_steps": 0},
+    {"use_ema": True, "ema_overwrite_frequency": 0},
+])
+def test_zero_turns_an_option_off_as_in_keras(option):
+  """Keras clips only for a threshold > 0; 0 steps means no accumulation,
+  no overwrite: the same transform as without the option."""
+  params = {"w": jnp.array([1.0, -2.0, 3.0])}
+  grads = {"w": jnp.array([30.0, -50.0, 0.5])}  # clipped by any threshold
+  base = {"momentum": 0.9, "use_ema": option.get("use_ema", False)}
+  outputs = []
+  for kwargs in (base, {**base, **option}):
+    tx = optax_rmsprop.keras_rmsprop(0.1, **kwargs)
+    state = tx.init(params)
+    for _ in range(11):  # past an overwrite every 10
+      updates, state = tx.update(grads, state, params)
+      params = optax.apply_updates(params, updates)
+    outputs.append((params, state))
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+  assert jax.tree.structure(outputs[0]) == jax.tree.structure(outputs[1])
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, *outputs)))
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"clipnorm": 1.0, "clipvalue": 1.0}, "Only one of clipnorm"),
+    ({"clipvalue": 0.0, "global_clipnorm": 1.0}, "Only one of clipnorm"),
+    ({"clipnorm": -1.0}, "clipnorm must be"),
+    ({"clipvalue": -0.5}, "clipvalue must be"),
+    ({"global_clipnorm": float("nan")}, "global_clipnorm must be"),
+    ({"gradient_accumulation_steps": 1}, "gradient_accumulation_steps must"),
+    ({"gradient_accumulation_steps": 2.5}, "gradient_accumulation_steps must"),
+    ({"gradient_accumulation_steps": -2}, "gradient_accumulation_steps must"),
+    ({"use_ema": True, "ema_momentum": 1.5}, "ema_momentum must be"),
+    ({"use_ema": True, "ema_overwrite_frequency": -3},
+     "ema_overwrite_frequency must"),
+    ({"use_ema": True, "ema_overwrite_frequency": 2.5},
+     "ema_overwrite_frequency must"),
+    ({"loss_scale_factor": 0.0}, "loss_scale_factor must be"),
+    ({"loss_scale_factor": -128.0}, "loss_scale_factor must be"),
+])
+def test_bad_argument_raises_naming_it(kwargs, name):
+  with pytest.raises(ValueError, match=f"^{name}"):
+    optax_rmsprop.keras_rmsprop(**kwargs)
+
+
+def test_ema_arguments_are_not_checked_without_ema():
+  # Keras validates ema_momentum and ema_overwrite_frequency only with EMA.
+  optax_rmsprop.keras_rmsprop(ema_momentum=2.0, ema_overwrite_frequency=-1)
+
+
+def test_exclude_from_weight_decay_matches_key_paths():
+  """A zero gradient leaves only the decay: excluded leaves do not move."""
+  params = {"dense": {"kernel": jnp.full(3, 2.0), "bias": jnp.full(2, 2.0)},
+            "norm": {"scale": jnp.full(2, 2.0)}}
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for exclude, frozen in [
+      ("bias", {"dense/bias"}),
+      (["bias", "^norm/"], {"dense/bias", "norm/scale"}),
+      ([], set()),
+  ]:
+    tx = optax_rmsprop.keras_rmsprop(
+        0.1, weight_decay=0.5, exclude_from_weight_decay=exclude)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for path, u in jax.tree_util.tree_leaves_with_path(updates):
+      key = jax.tree_util.keystr(path, simple=True, separator="/")
+      want = 0.0 if key in frozen else -0.1 * 0.5 * 2.0
+      np.testing.assert_allclose(u, want, rtol=1e-6, err_msg=key)
+
+
+def test_schedule_sees_keras_iterations_under_accumulation():
+  """Update j of k = 4 accumulated calls uses lr((j + 1) k - 1): Keras calls
+  the schedule with its count of calls, 3, 7, 11, not of updates."""
+  tx = optax_rmsprop.keras_rmsprop(
+      optax.linear_schedule(0.0, 1.0, 100), gradient_accumulation_steps=4)
+  params, state = jnp.ones(1), tx.init(jnp.ones(1))
+  update = jax.jit(tx.update)
+  nu, lrs = 0.0, []
+  for call in range(12):
+    updates, state = update(jnp.ones(1), state, params)
+    if call % 4 != 3:
+      assert float(updates[0]) == 0.0
+      continue
+    nu = 0.9 * nu + 0.1  # g = 1: |u| = lr / sqrt(nu + eps)
+    lrs.append(-float(updates[0]) * np.sqrt(nu + 1e-7))
+  np.testing.assert_allclose(lrs, [0.03, 0.07, 0.11], rtol=1e-5)
+
+
+def test_all_options_eagerly_equal_jitted():
+  tx = optax_rmsprop.keras_rmsprop(
+      optax.exponential_decay(0.01, 1, 0.99), momentum=0.9, centered=True,
+      weight_decay=0.01, global_clipnorm=1.0, use_ema=True,
+      ema_overwrite_frequency=1, loss_scale_factor=4.0,
+      gradient_accumulation_steps=2, exclude_from_weight_decay="b")
+  params = {"b": jnp.linspace(-1.0, 1.0, 5), "w": jnp.linspace(0.5, 2.0, 6)}
+  results = []
+  for update in (tx.update, jax.jit(tx.update)):
+    p, state = params, tx.init(params)
+    for t in range(3):  # accumulate, update, accumulate; overwrite each
+      grads = jax.tree.map(lambda x: jnp.cos(x * (t + 1)) * 4.0, params)
+      updates, state = update(grads, state, p)
+      p = optax.apply_updates(p, updates)
+    results.append((p, state))
+  # Up to XLA's FMA contraction under jit: one float32 rounding.
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+      *results)

@@ -1,6 +1,12 @@
 """optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
 
 from optax_rmsprop._caution import cautious as cautious
+from optax_rmsprop._keras_variables import (
+    from_keras_variables as from_keras_variables,
+)
+from optax_rmsprop._keras_variables import (
+    to_keras_variables as to_keras_variables,
+)
 from optax_rmsprop._lazy_rows import lazy_rows as lazy_rows
 from optax_rmsprop._presets import dqn_rmsprop as dqn_rmsprop
 from optax_rmsprop._presets import keras_rmsprop as keras_rmsprop
@@ -27,6 +33,7 @@ __all__ = (
     "add_decoupled_weight_decay",
     "cautious",
     "dqn_rmsprop",
+    "from_keras_variables",
     "init_sharded",
     "keras_rmsprop",
     "lazy_rows",
@@ -37,5 +44,6 @@ __all__ = (
     "state_shardings",
     "tf1_rmsprop",
     "timm_rmsprop_tf",
+    "to_keras_variables",
     "torch_rmsprop",
 )

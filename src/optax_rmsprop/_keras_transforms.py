@@ -1,0 +1,129 @@
+"""Keras 3 base-optimizer steps that optax has no piece for.
+
+Keras' ``clipnorm`` clips each variable's gradient to an L2 norm (optax's
+clips are global or elementwise), Keras divides gradients by the loss scale
+and the accumulation count (``optax.scale`` multiplies by the inverse, which
+rounds differently), and ``use_ema`` keeps a moving average of the
+*parameters* (``optax.ema`` averages the updates) that it can write back
+into the model. Each follows Keras 3.15's ``optimizers/base_optimizer.py``
+and ``backend/jax/optimizer.py`` op for op, so that the float32 numbers are
+Keras'.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _is_none(x) -> bool:
+  return x is None
+
+
+def divide_by(divisor: jax.typing.ArrayLike) -> optax.GradientTransformation:
+  """``g / divisor`` per leaf: Keras' loss-scale and accumulation division."""
+  return optax.stateless(
+      lambda updates, params: jax.tree.map(lambda g: g / divisor, updates)
+  )
+
+
+def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
+  r"""Keras' ``clipnorm``: each leaf's gradient clipped to L2 norm ``c``.
+
+  .. math:: g \leftarrow g\, c / \max(\lVert g \rVert_2,\ c)
+
+  computed as Keras' ``_clip_by_norm`` does (``g·c`` first, a zero norm
+  kept off the square root), so a leaf under the threshold is multiplied by
+  ``c/c`` with Keras' rounding.
+  """
+
+  def clip(g):
+    l2sum = jnp.sum(jnp.square(g), keepdims=True)
+    positive = l2sum > 0
+    l2norm = jnp.where(
+        positive, jnp.sqrt(jnp.where(positive, l2sum, jnp.ones_like(l2sum))),
+        l2sum,
+    )
+    return (g * max_norm) / jnp.maximum(l2norm, max_norm)
+
+  return optax.stateless(lambda updates, params: jax.tree.map(clip, updates))
+
+
+class EmaParamsState(NamedTuple):
+  """Keras' ``use_ema`` state: a moving average of the parameters."""
+
+  count: jax.Array  # shape=(), dtype=int32: calls so far (Keras `iteration`).
+  ema_params: optax.Params  # like params: the average (Keras `*_average`).
+
+
+def ema_params(
+    momentum: jax.typing.ArrayLike,
+    overwrite_frequency: Optional[int] = None,
+    accumulation_steps: int = 1,
+) -> optax.GradientTransformation:
+  r"""Keras' parameter EMA, written back every ``overwrite_frequency`` steps.
+
+  With :math:`p_t` the parameters after this call's update (``params +
+  updates``, as :func:`optax.apply_updates` computes them), :math:`n` the
+  calls so far and :math:`i = \lfloor n / k \rfloor` Keras' ``iterations``
+  (:math:`k` = ``accumulation_steps``):
+
+  .. math::
+
+    \begin{align*}
+      \alpha &\leftarrow \text{momentum if } i > 0 \text{ else } 0 \\
+      e &\leftarrow \alpha\, e + (1 - \alpha)\, p_t \\
+      u &\leftarrow e - p_{t-1}
+        && \text{if } (i + 1) \bmod f = 0
+    \end{align*}
+
+  The average is updated on every call, an accumulation micro-step included,
+  and the overwrite happens on every call of an overwriting group of
+  :math:`k`, as in Keras' JAX backend. The overwrite returns the update
+  :math:`e - p_{t-1}`, so ``optax.apply_updates`` gives :math:`e` exactly
+  when :math:`e` and :math:`p_{t-1}` are within a factor 2 of each other
+  (Sterbenz), else to one rounding. ``None`` update leaves (no gradient)
+  count as zero updates: Keras averages every trainable variable.
+  """
+
+  def init_fn(params):
+    return EmaParamsState(
+        count=jnp.zeros([], jnp.int32),
+        ema_params=jax.tree.map(jnp.zeros_like, params),
+    )
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+          "use_ema needs the params: call tx.update(grads, state, params)"
+      )
+    iterations = state.count // accumulation_steps
+    overwrite = None
+    if overwrite_frequency:
+      overwrite = (iterations + 1) % overwrite_frequency == 0
+
+    def average(u, e, p):
+      new_p = p if u is None else optax.apply_updates(p, u)
+      alpha = (iterations != 0).astype(p.dtype) * momentum
+      # Keras: add(multiply(m, average), multiply(subtract(1, m), var)).
+      return alpha * e + (1 - alpha) * new_p
+
+    new_ema = jax.tree.map(
+        average, updates, state.ema_params, params, is_leaf=_is_none
+    )
+    if overwrite is not None:
+      updates = jax.tree.map(
+          lambda u, e, p: jnp.where(
+              overwrite, e - p, jnp.zeros_like(p) if u is None else u
+          ),
+          updates, new_ema, params, is_leaf=_is_none,
+      )
+    new_state = EmaParamsState(
+        count=optax.safe_increment(state.count), ema_params=new_ema
+    )
+    return updates, new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
