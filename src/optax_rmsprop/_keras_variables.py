@@ -93,8 +93,8 @@ def from_keras_variables(
       only its public attributes and ``variables`` are read.
     params: The parameters, as ``tx`` will see them: by default their
       leaves, in ``jax.tree.leaves`` order, are the Keras trainable variables
-      in the order the optimizer was built with (``model.trainable_variables``
-      ; a list keeps that order, a dict sorts its keys).
+      in the order the optimizer was built with, that of
+      ``model.trainable_variables`` (a list keeps it, a dict sorts its keys).
     tx: The :func:`keras_rmsprop` transformation to continue with.
     optimizer_variables: Values for ``optimizer.variables``, as
       ``optimizer.stateless_apply`` takes and returns them; default: the
