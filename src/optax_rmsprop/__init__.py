@@ -20,6 +20,18 @@ from optax_rmsprop._sharding import init_sharded as init_sharded
 from optax_rmsprop._sharding import state_shardings as state_shardings
 from optax_rmsprop._stacked import StackLeavesState as StackLeavesState
 from optax_rmsprop._stacked import stack_leaves as stack_leaves
+from optax_rmsprop._torch_param_groups import (
+    torch_param_groups as torch_param_groups,
+)
+from optax_rmsprop._torch_schedules import (
+    torch_onecycle_schedules as torch_onecycle_schedules,
+)
+from optax_rmsprop._torch_state_dict import (
+    from_torch_state_dict as from_torch_state_dict,
+)
+from optax_rmsprop._torch_state_dict import (
+    to_torch_state_dict as to_torch_state_dict,
+)
 from optax_rmsprop._transforms import (
     add_decoupled_weight_decay as add_decoupled_weight_decay,
 )
@@ -34,6 +46,7 @@ __all__ = (
     "cautious",
     "dqn_rmsprop",
     "from_keras_variables",
+    "from_torch_state_dict",
     "init_sharded",
     "keras_rmsprop",
     "lazy_rows",
@@ -45,5 +58,8 @@ __all__ = (
     "tf1_rmsprop",
     "timm_rmsprop_tf",
     "to_keras_variables",
+    "to_torch_state_dict",
+    "torch_onecycle_schedules",
+    "torch_param_groups",
     "torch_rmsprop",
 )
