@@ -69,7 +69,7 @@ def torch_onecycle_schedules(
   port it with ``optax.inject_hyperparams``:
   ``optax.inject_hyperparams(torch_rmsprop)(lr=s.lr, momentum=s.momentum)``.
   The schedules are float32; torch computes in float64, and they agree to a
-  relative 5e-7 (measured, torch 2.13).
+  relative 9.3e-7 (lr) and 7.2e-8 (momentum), measured with torch 2.13.
 
   Args:
     max_lr: :math:`\eta_{\max}`, the peak lr.
