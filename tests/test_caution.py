@@ -79,7 +79,7 @@ def test_complex_leaves_use_the_real_part_of_the_product():
   np.testing.assert_allclose(out, u * jnp.array([1.5, 1.5, 0.0]), rtol=1e-6)
 
 
-@hypothesis.settings(max_examples=50, deadline=None)
+@hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(
     st.lists(st.floats(-10, 10, width=32), min_size=1, max_size=40),
     st.lists(st.floats(-10, 10, width=32), min_size=1, max_size=40),

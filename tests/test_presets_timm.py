@@ -241,8 +241,8 @@ def _real_rmsprop_tf():
 
 
 def run_real_timm(kwargs, schedule, flips):
+  rmsprop_tf = _real_rmsprop_tf()  # skips before importing torch
   import torch  # pylint: disable=g-import-not-at-top
-  rmsprop_tf = _real_rmsprop_tf()
   params = {k: torch.tensor(v) for k, v in problem.initial_params().items()}
   opt = rmsprop_tf(list(params.values()), lr=LR, **kwargs)
   factor = schedules.python(schedule, LR)
