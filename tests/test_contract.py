@@ -205,13 +205,32 @@ def test_partition_two_learning_rates():
   assert not np.allclose(params["w"], PARAMS["w"])
 
 
-def test_weight_decay_mask():
+@pytest.mark.parametrize("kind", ["decoupled", "coupled"])
+def test_weight_decay_mask(kind):
+  """Zero gradients, so only the decay moves params: the masked-out leaf
+  must not move at all, the other by a large, exactly known amount."""
+  mask = {"w": True, "b": False}
   tx = optax_rmsprop.rmsprop(
-      0.0 + 1e-12, decoupled_weight_decay=1e6, weight_decay_mask={"w": True, "b": False}
+      0.1, weight_decay_mask=mask, **{f"{kind}_weight_decay": 0.5}
   )
-  params, _ = run(tx, steps=1)
-  np.testing.assert_allclose(params["w"], PARAMS["w"] * (1 - 1e-6), rtol=1e-6)
-  np.testing.assert_allclose(params["b"], PARAMS["b"], rtol=1e-6)
+  params, state = PARAMS, tx.init(PARAMS)
+  zeros = jax.tree.map(jnp.zeros_like, PARAMS)
+  update = jax.jit(tx.update)
+  for _ in range(3):
+    updates, state = update(zeros, state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(params["b"], PARAMS["b"])
+  w = np.asarray(PARAMS["w"], np.float64)
+  if kind == "decoupled":  # p <- p - lr * wd * p: ×0.95 per step
+    expected = w * 0.95**3
+  else:  # g = wd * p, ν = Σ 0.1·0.9^k g², step lr * g / sqrt(ν)
+    expected, nu = w.copy(), 0.0
+    for _ in range(3):
+      g = 0.5 * expected
+      nu = 0.9 * nu + 0.1 * g**2
+      expected = expected - 0.1 * g / np.sqrt(nu + 1e-8)
+  np.testing.assert_allclose(params["w"], expected, rtol=1e-5)
+  assert np.min(np.abs(expected - w) / np.abs(w)) > 0.1  # a large effect
 
 
 def test_multisteps_accumulates_then_applies_mean_gradient():
