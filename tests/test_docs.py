@@ -55,7 +55,7 @@ def test_public_functions_show_math_type_hints_and_examples(site):
     for param in inspect.signature(obj).parameters.values():
       if param.annotation is inspect.Parameter.empty:
         continue
-      assert re.search(rf"<strong>{param.name}</strong>\s*\(", page), (
+      assert re.search(rf"<strong>\**{param.name}</strong>\s*\(", page), (
           f"{name}: argument {param.name} shown without its type")
 
 
@@ -134,5 +134,5 @@ def test_rmsprop_page_renders_its_equations_offline_in_chromium(site):
   shots.mkdir(exist_ok=True)
   shot = shots / "api-rmsprop.png"
   shot.unlink(missing_ok=True)
-  _headless(chromium, "--window-size=1280,1800", f"--screenshot={shot}", url)
+  _headless(chromium, "--window-size=1600,1800", f"--screenshot={shot}", url)
   assert shot.stat().st_size > 10_000
