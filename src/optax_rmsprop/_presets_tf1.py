@@ -25,9 +25,10 @@ def tf1_rmsprop(
   r"""TensorFlow 1's ``tf.compat.v1.train.RMSPropOptimizer``.
 
   Same arguments and defaults (``use_locking`` and ``name`` have no meaning
-  here), plus ``sparse`` for variables TF updates sparsely. For a gradient :math:`g_t`, with :math:`\eta_t` = ``learning_rate``,
-  :math:`\rho` = ``decay``, :math:`\beta` = ``momentum``, :math:`\epsilon` =
-  ``epsilon``, and :math:`\nu_0 = 1`, :math:`\mu_0 = m_0 = 0`:
+  here), plus ``sparse`` for variables TF updates sparsely. For a gradient
+  :math:`g_t`, with :math:`\eta_t` = ``learning_rate``, :math:`\rho` =
+  ``decay``, :math:`\beta` = ``momentum``, :math:`\epsilon` = ``epsilon``,
+  and :math:`\nu_0 = 1`, :math:`\mu_0 = m_0 = 0`:
 
   .. math::
 

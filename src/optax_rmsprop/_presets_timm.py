@@ -206,11 +206,11 @@ def timm_rmsprop_tf(
           "corrected_weight_decay needs a positive max lr (timm: the lr the"
           f" optimizer was constructed with), got {peak!r}"
       )
-  weight_decay = _presets_args.unless_off(weight_decay)
-  momentum = _presets_args.unless_off(momentum)
-  coupled = None if decoupled_decay else weight_decay
-  decoupled = weight_decay if decoupled_decay else None
-  use_caution = caution and momentum is not None
+  decay = _presets_args.unless_off(weight_decay)
+  beta = _presets_args.unless_off(momentum)
+  coupled = None if decoupled_decay else decay
+  decoupled = decay if decoupled_decay else None
+  use_caution = caution and beta is not None
   if not use_caution and decoupled is None:
     return _rmsprop.rmsprop(
         learning_rate=lr,
@@ -219,7 +219,7 @@ def timm_rmsprop_tf(
         initial_scale=1.0,
         eps_in_sqrt=True,
         centered=centered,
-        momentum=momentum,
+        momentum=beta,
         lr_in_momentum=lr_in_momentum,
         coupled_weight_decay=coupled,
     )
@@ -233,7 +233,7 @@ def timm_rmsprop_tf(
       initial_scale=1.0,
       eps_in_sqrt=True,
       centered=centered,
-      momentum=momentum,
+      momentum=beta,
       lr_in_momentum=lr_in_momentum,
   )
   steps.append(_caution.cautious(step) if use_caution else step)
