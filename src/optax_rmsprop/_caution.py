@@ -51,12 +51,12 @@ def cautious(
   through; a complex leaf keeps the coordinates with
   :math:`\operatorname{Re}(u \bar g) < 0`.
 
-  Wrap the part of the chain whose direction should be checked, after any
-  term that belongs to the gradient (coupled weight decay) and before terms
-  that should not be masked (decoupled weight decay), e.g.
-  ``optax.chain(cautious(optax.adam(1e-3)), optax.add_decayed_weights(...))``
-  scaled by the lr is fine too: a positive lr changes neither the signs nor
-  the fraction kept.
+  Wrap the part of the chain whose direction should be checked: terms that
+  belong to the gradient (coupled weight decay) go before the wrapper, terms
+  that should not be masked (decoupled weight decay) after it, e.g.
+  ``optax.chain(optax.add_decayed_weights(wd), cautious(optax.adam(lr)))``.
+  A positive learning rate inside the wrapped part changes neither the signs
+  nor the fraction kept.
 
   Args:
     inner: The transformation whose updates are masked.
