@@ -34,6 +34,9 @@ SHARED = [
     if not (c[3] and c[2] is None)
 ]
 assert len(SHARED) == 40
+# The reference must be optax's own (the substitution plugin of
+# test_optax_own_tests.py must never be loaded in this process).
+assert optax.rmsprop.__module__.startswith("optax.")
 
 
 def case_id(case):
