@@ -1,4 +1,4 @@
-"""`torch_param_groups`: a PyTorch optimizer with parameter groups, in one call."""
+"""`torch_param_groups`: a torch optimizer's parameter groups, in one call."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from optax_rmsprop import _presets_torch
 
 
 def torch_param_groups(
-    groups: Union[Sequence[Mapping[str, Any]], Mapping[Hashable, Mapping[str, Any]]],
-    labels: Union[Any, Callable[[optax.Params], Any]],
-    **defaults: Any,
+  groups: Union[
+    Sequence[Mapping[str, Any]], Mapping[Hashable, Mapping[str, Any]]
+  ],
+  labels: Union[Any, Callable[[optax.Params], Any]],
+  **defaults: Any,
 ) -> optax.GradientTransformationExtraArgs:
   r"""``torch.optim.RMSprop(param_groups, **defaults)``: one preset per group.
 
@@ -85,18 +87,19 @@ def torch_param_groups(
     <https://github.com/pytorch/vision/tree/main/references/classification>`_
     (``set_weight_decay``).
   """
-  items = list(groups.items() if isinstance(groups, Mapping)
-               else enumerate(groups))
+  items = list(
+    groups.items() if isinstance(groups, Mapping) else enumerate(groups)
+  )
   if not items:
     raise ValueError("groups is empty: give at least one parameter group")
   transforms = {}
   for label, overrides in items:
     if "params" in overrides:
       raise ValueError(
-          f"group {label!r} has 'params': drop it, the leaves of each group"
-          " are chosen by `labels` (a label per params leaf)"
+        f"group {label!r} has 'params': drop it, the leaves of each group"
+        " are chosen by `labels` (a label per params leaf)"
       )
     transforms[label] = _presets_torch.torch_rmsprop(
-        **{**defaults, **overrides}
+      **{**defaults, **overrides}
     )
   return optax.partition(transforms, labels)

@@ -19,18 +19,18 @@ class OneCycleSchedules(NamedTuple):
 
 
 def torch_onecycle_schedules(
-    max_lr: float,
-    total_steps: Optional[int] = None,
-    epochs: Optional[int] = None,
-    steps_per_epoch: Optional[int] = None,
-    pct_start: float = 0.3,
-    anneal_strategy: str = "cos",
-    cycle_momentum: bool = True,
-    base_momentum: float = 0.85,
-    max_momentum: float = 0.95,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    three_phase: bool = False,
+  max_lr: float,
+  total_steps: Optional[int] = None,
+  epochs: Optional[int] = None,
+  steps_per_epoch: Optional[int] = None,
+  pct_start: float = 0.3,
+  anneal_strategy: str = "cos",
+  cycle_momentum: bool = True,
+  base_momentum: float = 0.85,
+  max_momentum: float = 0.95,
+  div_factor: float = 25.0,
+  final_div_factor: float = 1e4,
+  three_phase: bool = False,
 ) -> OneCycleSchedules:
   r"""PyTorch's ``OneCycleLR``: its lr and momentum for each update count.
 
@@ -116,27 +116,29 @@ def torch_onecycle_schedules(
   if total_steps is not None:
     if not isinstance(total_steps, int) or total_steps <= 0:
       raise ValueError(
-          f"Expected positive integer total_steps, but got {total_steps}"
+        f"Expected positive integer total_steps, but got {total_steps}"
       )
     total = total_steps
   elif epochs is not None and steps_per_epoch is not None:
-    for name, value in (("epochs", epochs),
-                        ("steps_per_epoch", steps_per_epoch)):
+    for name, value in (
+      ("epochs", epochs),
+      ("steps_per_epoch", steps_per_epoch),
+    ):
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f"Expected positive integer {name}, but got {value}")
     total = epochs * steps_per_epoch
   else:
     raise ValueError(
-        "You must define either total_steps OR (epochs AND steps_per_epoch)"
+      "You must define either total_steps OR (epochs AND steps_per_epoch)"
     )
   if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
     raise ValueError(
-        f"Expected float between 0 and 1 pct_start, but got {pct_start}"
+      f"Expected float between 0 and 1 pct_start, but got {pct_start}"
     )
   if anneal_strategy not in ("cos", "linear"):
     raise ValueError(
-        "anneal_strategy must be one of 'cos' or 'linear', instead got"
-        f" {anneal_strategy}"
+      "anneal_strategy must be one of 'cos' or 'linear', instead got"
+      f" {anneal_strategy}"
     )
 
   initial = max_lr / div_factor
@@ -155,7 +157,7 @@ def torch_onecycle_schedules(
 
 
 def _phases(
-    ends: Sequence[float], values: Sequence[float], cosine: bool
+  ends: Sequence[float], values: Sequence[float], cosine: bool
 ) -> optax.Schedule:
   """The schedule going from values[i] to values[i + 1] over phase i, which
   ends at update ends[i] (torch's phases: a phase holds its end step)."""
@@ -163,16 +165,19 @@ def _phases(
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     k = jnp.asarray(count, jnp.float32)
-    out = None
-    for i in reversed(range(len(ends))):  # the first phase holding k wins
+
+    def phase(i: int) -> jax.Array:
       a, b, start, end = values[i], values[i + 1], starts[i], ends[i]
       # The fraction of the phase still ahead: 1 - torch's pct, exactly;
       # 0 after the last phase, which then holds its end value.
       ahead = jnp.clip((end - k) / max(end - start, 1e-12), 0.0, 1.0)
       if cosine:
         ahead = jnp.sin((math.pi / 2) * ahead) ** 2
-      value = b + (a - b) * ahead
-      out = value if out is None else jnp.where(k <= end, value, out)
+      return b + (a - b) * ahead
+
+    out = phase(len(ends) - 1)
+    for i in reversed(range(len(ends) - 1)):  # the first phase holding k wins
+      out = jnp.where(k <= ends[i], phase(i), out)
     return out
 
   return schedule
