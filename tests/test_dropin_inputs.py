@@ -89,6 +89,10 @@ TRANSFORMS = {
     "dqn_rmsprop": lambda: optax_rmsprop.dqn_rmsprop(weight_cost=0.1),
     "stack_leaves": lambda: optax_rmsprop.stack_leaves(
         optax_rmsprop.rmsprop(0.01, centered=True, momentum=0.9)),
+    "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+        optax_rmsprop.tf1_rmsprop(0.01, momentum=0.9, centered=True)),
+    "cautious": lambda: optax_rmsprop.cautious(
+        optax_rmsprop.rmsprop(0.01, momentum=0.9)),
 }
 
 
