@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import jax
@@ -113,6 +114,31 @@ def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
   else:
     scaling = 1 / denominator
   return _numerics.saturating_cast(scaling * g_c, g.dtype)
+
+
+def _traced_once(fn, updates, **hyperparams):
+  """``fn`` (taking ``hyperparams`` by keyword), traced once per leaf shape.
+
+  Under ``jax.jit``, a jitted ``inline=True`` function is traced once per
+  distinct leaf shape and dtype and inlined into the caller's graph (the
+  same HLO), which on a tree of thousands of leaves halves the tracing
+  time. Only there: eagerly, a jitted function would fuse what optax runs
+  (and rounds) op by op. Python-number hyperparameters are static
+  arguments, so a rebuilt transform reuses the cache.
+  """
+  leaves = jax.tree.leaves(updates)
+  if not leaves or type(leaves[0]).__name__ != "DynamicJaxprTracer":
+    return lambda *args: fn(*args, **hyperparams)
+  static = tuple(sorted(
+      k for k, v in hyperparams.items() if isinstance(v, (int, float))
+  ))
+  jitted = _jit_inline(fn, static)
+  return lambda *args: jitted(*args, **hyperparams)
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_inline(fn, static_argnames: tuple[str, ...]):
+  return jax.jit(fn, static_argnames=static_argnames, inline=True)
 
 
 def scale_by_rms(
@@ -251,8 +277,12 @@ def scale_by_rms(
     _trees.check_matches(updates, state.nu, "scale_by_rms")
     _trees.check_inexact(updates, "scale_by_rms", "gradient")
     old_mu = state.mu if centered else jax.tree.map(lambda _: None, state.nu)
+    moments_fn = _traced_once(_update_moments, updates, decay=decay)
+    scale_fn = _traced_once(
+        _scale, updates, eps=eps, eps_in_sqrt=eps_in_sqrt
+    )
     moments = jax.tree.map(
-        lambda g, n, m: None if g is None else _update_moments(g, n, m, decay),
+        lambda g, n, m: None if g is None else moments_fn(g, n, m),
         updates,
         state.nu,
         old_mu,
@@ -275,7 +305,7 @@ def scale_by_rms(
     else:
       count = None
     new_updates = jax.tree.map(
-        lambda g, n, m: None if g is None else _scale(g, n, m, eps, eps_in_sqrt),
+        lambda g, n, m: None if g is None else scale_fn(g, n, m),
         updates,
         nu_hat,
         mu_hat if centered else jax.tree.map(lambda _: None, nu_hat),
