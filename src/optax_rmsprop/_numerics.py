@@ -73,10 +73,11 @@ def clamp_above(x: jax.Array, big: float) -> jax.Array:
 def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   """Casts ``x`` to ``dtype``, clipping to its finite range instead of ±inf.
 
-  Only a narrowing cast clips (float32 -> float16); inf in a same-width cast
-  stays inf, so overflowing updates are still seen as non-finite. NaN stays
-  NaN (so ``optax.apply_if_finite`` still sees it). Values that are already
-  in range are unchanged, bit for bit.
+  Only a narrowing cast clips (float32 -> float16), and only finite values:
+  ±inf and NaN stay as they are, so a non-finite gradient still gives a
+  non-finite update (and buffer) that ``optax.apply_if_finite`` sees, instead
+  of a finite one at the dtype's largest value. Values that are already in
+  range are unchanged, bit for bit.
   """
   dtype = jnp.dtype(dtype)
   if not jnp.issubdtype(dtype, jnp.inexact) or not jnp.issubdtype(
@@ -94,10 +95,11 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
 
 
 def _clip(x: jax.Array, big: float) -> jax.Array:
-  """``clip(x, -big, big)`` as selects (NaN passes through unchanged)."""
+  """``clip(x, -big, big)`` of finite ``x``, as selects (±inf, NaN pass)."""
   low = jax.lax.full_like(x, -big)
-  x = clamp_above(x, big)
-  return jax.lax.select(jax.lax.lt(x, low), low, x)
+  clipped = clamp_above(x, big)
+  clipped = jax.lax.select(jax.lax.lt(clipped, low), low, clipped)
+  return jax.lax.select(jax.lax.is_finite(x), clipped, x)
 
 
 def smallest_normal(dtype) -> float:
