@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
 
@@ -88,6 +89,7 @@ def cautious(
     <https://github.com/huggingface/pytorch-image-models/blob/main/timm/optim/rmsprop_tf.py>`_
     (``_apply_caution``; also in timm's AdamW, LAMB, Adafactor, ...).
   """
+  _trees.check_transform("inner", inner)
   _validation.check_interval("floor", floor, 0.0)
   if _validation.known_at_least(-floor, 0.0):  # floor <= 0
     raise ValueError(f"floor must be > 0, got {floor!r}")

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_rmsprop import _trees
+
 
 def _is_none(x) -> bool:
   return x is None
@@ -92,7 +94,7 @@ def ema_params(
   def init_fn(params):
     return EmaParamsState(
         count=jnp.zeros([], jnp.int32),
-        ema_params=jax.tree.map(jnp.zeros_like, params),
+        ema_params=jax.tree.map(jnp.zeros_like, _trees.as_arrays(params)),
     )
 
   def update_fn(updates, state, params=None):
@@ -100,12 +102,15 @@ def ema_params(
       raise ValueError(
           "use_ema needs the params: call tx.update(grads, state, params)"
       )
+    updates, params = _trees.as_arrays(updates), _trees.as_arrays(params)
     iterations = state.count // accumulation_steps
     overwrite = None
     if overwrite_frequency:
       overwrite = (iterations + 1) % overwrite_frequency == 0
 
     def average(u, e, p):
+      if p is None:  # a None param: nothing to average
+        return None
       new_p = p if u is None else optax.apply_updates(p, u)
       alpha = (iterations != 0).astype(p.dtype) * momentum
       # Keras: add(multiply(m, average), multiply(subtract(1, m), var)).
@@ -116,7 +121,7 @@ def ema_params(
     )
     if overwrite is not None:
       updates = jax.tree.map(
-          lambda u, e, p: jnp.where(
+          lambda u, e, p: u if p is None else jnp.where(
               overwrite, e - p, jnp.zeros_like(p) if u is None else u
           ),
           updates, new_ema, params, is_leaf=_is_none,

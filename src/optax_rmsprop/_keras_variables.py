@@ -23,6 +23,7 @@ import optax
 from optax._src import transform as _optax_transform
 
 from optax_rmsprop import _keras_transforms
+from optax_rmsprop import _trees
 
 _RMS_STATES = (
     optax.ScaleByRmsState,
@@ -137,6 +138,7 @@ def from_keras_variables(
     <https://github.com/keras-team/keras/blob/master/keras/src/optimizers/base_optimizer.py>`_
     (``build``, ``iterations``) and ``rmsprop.py`` (``build``).
   """
+  _trees.check_transform("tx", tx)
   keras_state = _KerasState(
       _Layout(optimizer, optimizer_variables), params, variable_paths
   )

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_rmsprop import _trees
+
 # Marks a leaf that is updated densely (a Python bool is a pytree leaf).
 _DENSE = False
 
@@ -145,9 +147,16 @@ def lazy_rows(
     TensorFlow Addons, `LazyAdam
     <https://www.tensorflow.org/addons/api_docs/python/tfa/optimizers/LazyAdam>`_.
   """
+  return _lazy(inner, mask, "mask")
+
+
+def _lazy(inner, mask, mask_name: str):
+  """:func:`lazy_rows`, reporting a bad ``mask`` as ``mask_name``."""
+  _trees.check_transform("inner", inner)
   inner = optax.with_extra_args_support(inner)
 
   def update_fn(updates, state, params=None, **extra_args):
+    _trees.check_mask(mask_name, mask, updates)
     active = _row_activity(updates, mask)
     new_updates, new_state = inner.update(updates, state, params, **extra_args)
     new_updates = jax.tree.map(

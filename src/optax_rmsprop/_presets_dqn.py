@@ -83,7 +83,7 @@ def dqn_rmsprop(
     e.g. the mirror `kuz/DeepMind-Atari-Deep-Q-Learner
     <https://github.com/kuz/DeepMind-Atari-Deep-Q-Learner>`_.
   """
-  _validation.check_nonnegative("learning_rate", learning_rate)
+  _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
   _validation.check_interval("decay", decay, 0.0, 1.0)
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_cost", weight_cost)

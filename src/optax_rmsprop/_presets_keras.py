@@ -193,11 +193,12 @@ def keras_rmsprop(
     `docs <https://keras.io/api/optimizers/rmsprop/>`_.
   """
   del name  # Keras names its variables with it; optax state has no names.
-  _validation.check_nonnegative("learning_rate", learning_rate)
+  _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
   _validation.check_interval("rho", rho, 0.0, 1.0)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
   _validation.check_nonnegative("epsilon", epsilon)
-  _validation.check_nonnegative("weight_decay", weight_decay)
+  _validation.check_nonnegative("weight_decay", weight_decay, optional=True)
+  _validation.check_flag("use_ema", use_ema)
   clip = _clip(clipnorm, clipvalue, global_clipnorm)
   # As Keras: 1 is refused (Keras' check is `>= 2`).
   steps_k = _steps_or_none(
@@ -277,7 +278,7 @@ def _clip(clipnorm, clipvalue, global_clipnorm):
 
 def _check_positive(arg: str, value) -> None:
   """ValueError unless None, traced, or > 0 (a zero scale would give inf)."""
-  _validation.check_nonnegative(arg, value)
+  _validation.check_nonnegative(arg, value, optional=True)
   if value is None or isinstance(value, jax.core.Tracer):
     return
   if np.any(np.asarray(value) == 0):
@@ -286,16 +287,12 @@ def _check_positive(arg: str, value) -> None:
 
 def _steps_or_none(arg: str, value, minimum: int) -> Optional[int]:
   """A Keras step count: None or 0 is off (None), else an int >= minimum."""
-  if value is None or (not isinstance(value, bool) and value == 0):
-    return None
-  if (
-      isinstance(value, bool)
-      or not float(value).is_integer()
-      or value < minimum
+  if value is None or (
+      not isinstance(value, (bool, str)) and np.asarray(value).size == 1
+      and value == 0
   ):
-    raise ValueError(
-        f"{arg} must be an integer >= {minimum} or None, got {value!r}"
-    )
+    return None
+  _validation.check_count(arg, value, minimum)
   return int(value)
 
 
@@ -305,10 +302,22 @@ def _weight_decay_mask(patterns):
     return None
   if isinstance(patterns, str):
     patterns = [patterns]
+  if not isinstance(patterns, (list, tuple)) or not all(
+      isinstance(p, str) for p in patterns
+  ):
+    raise TypeError(
+        "exclude_from_weight_decay must be a regular expression or a list of"
+        f" them, got {patterns!r}"
+    )
   if not patterns:
     return None
   # Keras: re.search("|".join(set(var_names)), variable.name).
-  regex = re.compile("|".join(f"(?:{p})" for p in patterns))
+  try:
+    regex = re.compile("|".join(f"(?:{p})" for p in patterns))
+  except re.error as e:
+    raise ValueError(
+        f"exclude_from_weight_decay: bad regular expression {patterns!r}: {e}"
+    ) from None
 
   def decayed(params):
     return jax.tree_util.tree_map_with_path(

@@ -117,7 +117,7 @@ def tf1_rmsprop(
     ``tensorflow/core/kernels/training_ops.cc`` (sparse:
     ``SparseApplyRMSProp`` / ``SparseApplyCenteredRMSProp``).
   """
-  _validation.check_nonnegative("learning_rate", learning_rate)
+  _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
   _validation.check_interval("decay", decay, 0.0, 1.0)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
   _validation.check_nonnegative("epsilon", epsilon)
@@ -133,4 +133,11 @@ def tf1_rmsprop(
   )
   if sparse is False:
     return tx
-  return _lazy_rows.lazy_rows(tx, mask=None if sparse is True else sparse)
+  if not isinstance(sparse, bool) and (
+      _validation.is_number_like(sparse) or isinstance(sparse, str)
+  ):
+    raise TypeError(
+        "sparse must be a bool, a tree of bools with the params' structure"
+        f" or a function of the gradients returning one, got {sparse!r}"
+    )
+  return _lazy_rows._lazy(tx, None if sparse is True else sparse, "sparse")

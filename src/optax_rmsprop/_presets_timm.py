@@ -11,6 +11,8 @@ import optax
 from optax_rmsprop import _caution
 from optax_rmsprop import _presets_args
 from optax_rmsprop import _rmsprop
+from optax_rmsprop import _transforms
+from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
 
@@ -47,6 +49,7 @@ def _multiplicative_decay(
           "decoupled weight decay needs the params: call"
           " tx.update(grads, state, params)"
       )
+    updates, params = _trees.as_arrays(updates), _trees.as_arrays(params)
     rate, state = lr_scaling.update(jnp.asarray(weight_decay, jnp.float32),
                                     state)
 
@@ -198,11 +201,14 @@ def timm_rmsprop_tf(
   del foreach  # timm's single- or multi-tensor kernel: the same arithmetic
   # timm's own checks (lr, eps, momentum, weight_decay, alpha >= 0), plus the
   # ranges the core needs, under timm's argument names.
-  _validation.check_nonnegative("lr", lr)
+  _validation.check_nonnegative("lr", lr, schedule=True)
   _validation.check_interval("alpha", alpha, 0.0, 1.0)
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_decay", weight_decay)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
+  for flag in ("decoupled_decay", "corrected_weight_decay", "caution"):
+    _validation.check_flag(flag, locals()[flag])
+  _validation.check_nonnegative("max_lr", max_lr, optional=True)
   peak = lr if max_lr is None else max_lr
   if corrected_weight_decay and not callable(peak):
     # timm: "Corrected weight decay requires a positive max lr".
@@ -231,7 +237,7 @@ def timm_rmsprop_tf(
     )
   steps = []
   if coupled is not None:
-    steps.append(optax.add_decayed_weights(coupled))
+    steps.append(_transforms.add_coupled_weight_decay(coupled))
   step = _rmsprop.rmsprop(
       learning_rate=lr,
       decay=alpha,

@@ -129,7 +129,7 @@ def torch_rmsprop(
   lr = _one_element_lr(lr)
   # PyTorch's own checks (lr, eps, momentum, weight_decay, alpha >= 0), plus
   # the ranges the core needs, under PyTorch's argument names.
-  _validation.check_nonnegative("lr", lr)
+  _validation.check_nonnegative("lr", lr, schedule=True)
   _validation.check_interval("alpha", alpha, 0.0, 1.0)
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_decay", weight_decay)

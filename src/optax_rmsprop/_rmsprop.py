@@ -108,8 +108,11 @@ def rmsprop(
 
   Raises:
     ValueError: naming the argument, for a concrete hyperparameter out of
-      range or ``nesterov`` without ``momentum``. Traced hyperparameters
-      (``optax.inject_hyperparams``) are not checked.
+      range, infinite or not a scalar, or ``nesterov`` without ``momentum``.
+      Traced hyperparameters (``optax.inject_hyperparams``) are not checked.
+    TypeError: naming the argument, for a value of the wrong type: not a
+      number (``None``, a string, a bool, a callable other than a learning
+      rate schedule), a switch that is not a bool, a dtype that is none.
 
   Examples:
     >>> import jax
@@ -146,20 +149,30 @@ def rmsprop(
     (:func:`torch_rmsprop`, :func:`keras_rmsprop`, :func:`tf1_rmsprop`).
     See `optax#532 <https://github.com/google-deepmind/optax/issues/532>`_.
   """
-  _validation.check_nonnegative("learning_rate", learning_rate)
+  _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
+  for flag in ("eps_in_sqrt", "centered", "nesterov", "bias_correction",
+               "lr_in_momentum", "maximize"):
+    _validation.check_flag(flag, locals()[flag])
   if momentum is not None:
     _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
   elif nesterov:
     raise ValueError("nesterov=True requires momentum (got momentum=None)")
-  _validation.check_nonnegative("coupled_weight_decay", coupled_weight_decay)
-  _validation.check_nonnegative("decoupled_weight_decay", decoupled_weight_decay)
+  _validation.check_nonnegative(
+      "coupled_weight_decay", coupled_weight_decay, optional=True
+  )
+  _validation.check_nonnegative(
+      "decoupled_weight_decay", decoupled_weight_decay, optional=True
+  )
+  _validation.check_dtype("momentum_dtype", momentum_dtype)
 
   steps = []
   if maximize:
     steps.append(optax.scale(-1.0))
   if coupled_weight_decay is not None:
-    steps.append(
-        optax.add_decayed_weights(coupled_weight_decay, weight_decay_mask)
+    steps.append(  # optax.add_decayed_weights, its inputs checked by name
+        _transforms.add_coupled_weight_decay(
+            coupled_weight_decay, weight_decay_mask, "weight_decay_mask"
+        )
     )
   steps.append(
       _scale_by_rms.scale_by_rms(
@@ -181,8 +194,12 @@ def rmsprop(
     steps.extend([lr_step, buffer] if lr_in_momentum else [buffer, lr_step])
   if decoupled_weight_decay is not None:
     steps.append(
-        _transforms.add_decoupled_weight_decay(
-            learning_rate, decoupled_weight_decay, weight_decay_mask
+        _transforms.masked(
+            _transforms.add_decoupled_weight_decay(
+                learning_rate, decoupled_weight_decay
+            ),
+            weight_decay_mask,
+            "weight_decay_mask",
         )
     )
   return optax.chain(*steps)

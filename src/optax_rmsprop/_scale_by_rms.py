@@ -222,9 +222,12 @@ def scale_by_rms(
     ``bias_correction``.
 
   Raises:
-    ValueError: if a concrete hyperparameter is out of range; at ``init`` if
-      a parameter is an integer or boolean array (naming its path); at
-      ``update`` if the gradient tree does not match the state.
+    ValueError: if a concrete hyperparameter is out of range, infinite or
+      not a scalar; at ``init`` if a parameter is an integer or boolean
+      array (naming its path); at ``update`` if the gradient tree does not
+      match the state, or a gradient is complex where its parameter was real.
+    TypeError: naming the argument, if a hyperparameter is not a number, a
+      switch not a bool or ``nu_dtype`` not a dtype.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -251,6 +254,13 @@ def scale_by_rms(
   _validation.check_interval("decay", decay, 0.0, 1.0)
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("initial_scale", initial_scale)
+  _validation.check_flag("eps_in_sqrt", eps_in_sqrt)
+  _validation.check_flag("centered", centered)
+  _validation.check_flag("bias_correction", bias_correction)
+  _validation.check_dtype("nu_dtype", nu_dtype)
+  # Python bools (not NumPy's), which _traced_once keeps static.
+  eps_in_sqrt, centered = bool(eps_in_sqrt), bool(centered)
+  bias_correction = bool(bias_correction)
 
   def init_fn(params):
     params = _trees.as_arrays(params)
@@ -276,6 +286,8 @@ def scale_by_rms(
     updates = _trees.as_arrays(updates)
     _trees.check_matches(updates, state.nu, "scale_by_rms")
     _trees.check_inexact(updates, "scale_by_rms", "gradient")
+    if centered:
+      _trees.check_complex(updates, state.mu, "scale_by_rms")
     old_mu = state.mu if centered else jax.tree.map(lambda _: None, state.nu)
     moments_fn = _traced_once(_update_moments, updates, decay=decay)
     scale_fn = _traced_once(

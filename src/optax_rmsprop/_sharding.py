@@ -64,6 +64,8 @@ def state_shardings(
     `optax#548 <https://github.com/google-deepmind/optax/issues/548>`_
     (optimizer state follows the params' sharding).
   """
+  _trees.check_transform("tx", tx)
+  params = _trees.as_arrays(params)
   param_shardings = _trees.map_leaves(lambda p: p.sharding, params)
   flat = jax.tree.leaves(param_shardings, is_leaf=_trees.is_none)
   present = [s for s in flat if s is not None]
@@ -130,6 +132,7 @@ def init_sharded(
   References:
     `optax#548 <https://github.com/google-deepmind/optax/issues/548>`_.
   """
+  params = _trees.as_arrays(params)
   shardings = state_shardings(tx, params)
   flat = jax.tree.leaves(
       _trees.map_leaves(lambda p: p.sharding, params), is_leaf=_trees.is_none

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from optax_rmsprop import _trees
+from optax_rmsprop import _validation
 
 
 class Group(NamedTuple):
@@ -246,6 +247,9 @@ def stack_leaves(
     `optax.flatten <https://optax.readthedocs.io/en/latest/api/combining_optimizers.html#optax.flatten>`_,
     which concatenates all leaves into one vector instead.
   """
+  _trees.check_transform("inner", inner)
+  _validation.check_count("max_group_size", max_group_size, 1)
+  _validation.check_count("max_leaf_size", max_leaf_size, 0)
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
@@ -259,6 +263,7 @@ def stack_leaves(
           " which know the groups."
       )
     params = _trees.as_arrays(params)
+    _trees.check_inexact(params, "stack_leaves", "parameter")
     leaves = jax.tree.leaves(params, is_leaf=_trees.is_none)
     groups = _groups(
         leaves, max_group_size, max_leaf_size, _PARAM_SHARDINGS.get()
@@ -270,7 +275,8 @@ def stack_leaves(
   def update_fn(updates, state, params=None, **extra_args):
     updates = _trees.as_arrays(updates)
     leaves, treedef = jax.tree.flatten(updates, is_leaf=_trees.is_none)
-    _check_matches(leaves, treedef, state)
+    _check_matches(leaves, treedef, state, updates)
+    _trees.check_inexact(updates, "stack_leaves", "gradient")
     stacked_params = None
     if params is not None:
       param_leaves = treedef.flatten_up_to(_trees.as_arrays(params))
@@ -296,22 +302,30 @@ def stack_leaves(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _check_matches(leaves, treedef, state: StackLeavesState) -> None:
+def _check_matches(leaves, treedef, state: StackLeavesState, tree) -> None:
   """Raises ValueError unless the gradients fit the params of ``init``."""
   in_group = {i: g for g in state.groups for i in g.indices}
   problem = None
   if len(leaves) != state.num_leaves:
     problem = f"{len(leaves)} gradient leaves for {state.num_leaves} params"
   else:
+    paths = [path for path, _ in _trees.leaves_with_paths(tree)]
     for i, leaf in enumerate(leaves):
       if leaf is None:
         continue
       if i not in in_group:
-        problem = f"gradient leaf {i} has no state (its param was None)"
+        problem = f"gradient at {paths[i]} has no state (its param was None)"
       elif tuple(jnp.shape(leaf)) != in_group[i].shape:
         problem = (
-            f"gradient leaf {i} has shape {jnp.shape(leaf)}, its param"
+            f"gradient at {paths[i]} has shape {jnp.shape(leaf)}, its param"
             f" {in_group[i].shape}"
+        )
+      elif jnp.iscomplexobj(leaf) and not jnp.issubdtype(
+          in_group[i].dtype, jnp.complexfloating
+      ):
+        problem = (
+            f"gradient at {paths[i]} is complex, its param was"
+            f" {in_group[i].dtype}"
         )
       if problem:
         break

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, Mapping, Sequence, Union
 
+import jax
 import optax
 
 from optax_rmsprop import _presets_torch
+from optax_rmsprop import _trees
 
 
 def torch_param_groups(
@@ -87,9 +89,26 @@ def torch_param_groups(
     <https://github.com/pytorch/vision/tree/main/references/classification>`_
     (``set_weight_decay``).
   """
+  if labels is None:
+    raise TypeError(
+      "labels must be a tree of group labels matching the params, or a"
+      " function of the params returning one, got None"
+    )
+  if not isinstance(groups, (Mapping, Sequence)) or isinstance(
+    groups, (str, bytes)
+  ):
+    raise TypeError(
+      f"groups must be a list or a mapping of dicts, got {groups!r}"
+    )
   items = list(
     groups.items() if isinstance(groups, Mapping) else enumerate(groups)
   )
+  for label, overrides in items:
+    if not isinstance(overrides, Mapping):
+      raise TypeError(
+        f"groups[{label!r}] must be a dict of torch_rmsprop arguments, got"
+        f" {overrides!r}"
+      )
   if not items:
     raise ValueError("groups is empty: give at least one parameter group")
   transforms = {}
@@ -102,4 +121,32 @@ def torch_param_groups(
     transforms[label] = _presets_torch.torch_rmsprop(
       **{**defaults, **overrides}
     )
-  return optax.partition(transforms, labels)
+  return _checked_labels(optax.partition(transforms, labels), labels,
+                         set(transforms))
+
+
+def _checked_labels(tx, labels, known):
+  """``tx`` (same state) with ``labels`` checked against the params first:
+  a prefix of their tree, every label one of the groups'."""
+
+  def check(tree):
+    tree_labels = labels(tree) if callable(labels) else labels
+    _trees.check_prefix("labels", tree_labels, tree)
+    unknown = {
+      label for label in jax.tree.leaves(tree_labels) if label not in known
+    }
+    if unknown:
+      raise ValueError(
+        f"labels has {sorted(map(repr, unknown))}, which name no group"
+        f" (groups: {sorted(map(repr, known))})"
+      )
+
+  def init_fn(params):
+    check(params)
+    return tx.init(params)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    check(updates)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

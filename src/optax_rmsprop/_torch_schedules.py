@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_rmsprop import _validation
+
 
 class OneCycleSchedules(NamedTuple):
   """The lr and momentum schedules of a one-cycle policy."""
@@ -113,8 +115,18 @@ def torch_onecycle_schedules(
     <https://github.com/pytorch/pytorch/blob/main/torch/optim/lr_scheduler.py>`_
     (``OneCycleLR``).
   """
+  _validation.check_nonnegative("max_lr", max_lr)
+  for name, value in (("div_factor", div_factor),
+                      ("final_div_factor", final_div_factor)):
+    _validation.check_nonnegative(name, value)
+    if _validation.known_at_least(-value, 0.0):  # a divisor of 0
+      raise ValueError(f"{name} must be > 0, got {value!r}")
+  _validation.check_interval("base_momentum", base_momentum)
+  _validation.check_interval("max_momentum", max_momentum)
+  _validation.check_flag("cycle_momentum", cycle_momentum)
+  _validation.check_flag("three_phase", three_phase)
   if total_steps is not None:
-    if not isinstance(total_steps, int) or total_steps <= 0:
+    if not isinstance(total_steps, int) or not 0 < total_steps < 2**31:
       raise ValueError(
         f"Expected positive integer total_steps, but got {total_steps}"
       )
@@ -124,7 +136,7 @@ def torch_onecycle_schedules(
       ("epochs", epochs),
       ("steps_per_epoch", steps_per_epoch),
     ):
-      if not isinstance(value, int) or value <= 0:
+      if not isinstance(value, int) or not 0 < value < 2**31:
         raise ValueError(f"Expected positive integer {name}, but got {value}")
     total = epochs * steps_per_epoch
   else:

@@ -20,6 +20,8 @@ from optax._src import transform as optax_transform
 from optax.contrib import _complex_valued
 from optax.schedules import _inject
 
+from optax_rmsprop import _trees
+
 _RMS_STATES = (
   optax.ScaleByRmsState,
   optax_transform.ScaleByRmsWithCountState,
@@ -136,8 +138,15 @@ def _torch_ids(names, treedef, param_groups, n: int, paths) -> List[int]:
   by_name: Dict[str, int] = {}
   for group in param_groups:
     by_name.update(zip(group.get("param_names", ()), group["params"]))
+  try:
+    flat_names = treedef.flatten_up_to(names)
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+        "names must be a tree with the params' structure (a torch parameter"
+        f" name or index per leaf): {' '.join(str(e).split())}"
+    ) from None
   ids = []
-  for k, name in enumerate(treedef.flatten_up_to(names)):
+  for k, name in enumerate(flat_names):
     if isinstance(name, str):
       if name not in by_name:
         raise ValueError(
@@ -154,6 +163,17 @@ def _torch_ids(names, treedef, param_groups, n: int, paths) -> List[int]:
   if unknown:
     raise ValueError(f"no torch parameters with indices {sorted(unknown)}")
   return ids
+
+
+def _check_param_groups(param_groups) -> None:
+  if isinstance(param_groups, (str, bytes, Mapping)) or not isinstance(
+      param_groups, Sequence
+  ) or not all(isinstance(g, Mapping) for g in param_groups):
+    raise TypeError(
+        "param_groups must be a torch optimizer's"
+        " state_dict()['param_groups'], a list of dicts, got"
+        f" {param_groups!r}"
+    )
 
 
 def _group_of(param_groups) -> Dict[int, Mapping[str, Any]]:
@@ -282,6 +302,14 @@ def from_torch_state_dict(
     <https://github.com/pytorch/pytorch/blob/main/torch/optim/rmsprop.py>`_
     (``_init_group``: the state keys).
   """
+  _trees.check_transform("tx", tx)
+  if not isinstance(state_dict, Mapping) or not {
+      "state", "param_groups"} <= set(state_dict):
+    raise TypeError(
+        "state_dict must be a torch optimizer's state_dict(), a mapping with"
+        f" 'state' and 'param_groups', got {type(state_dict).__name__}"
+        f" {list(state_dict) if isinstance(state_dict, Mapping) else ''}"
+    )
   leaves, treedef = jax.tree.flatten(params)
   paths = _leaf_paths(params)
   param_groups = state_dict["param_groups"]
@@ -461,6 +489,7 @@ def to_torch_state_dict(
   """
   import torch  # pylint: disable=g-import-not-at-top
 
+  _check_param_groups(param_groups)
   leaves, treedef = jax.tree.flatten(params)
   paths = _leaf_paths(params)
   groups: List[Dict[str, Any]] = copy.deepcopy([dict(g) for g in param_groups])

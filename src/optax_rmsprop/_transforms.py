@@ -56,7 +56,9 @@ def momentum(
     Polyak, `Some methods of speeding up the convergence of iteration methods
     <https://doi.org/10.1016/0041-5553(64)90137-5>`_, 1964.
   """
-  _validation.check_interval("momentum", decay, 0.0, 1.0, high_open=True)
+  _validation.check_interval("decay", decay, 0.0, 1.0, high_open=True)
+  _validation.check_flag("nesterov", nesterov)
+  _validation.check_dtype("accumulator_dtype", accumulator_dtype)
 
   def init_fn(params):
     params = _trees.as_arrays(params)
@@ -89,6 +91,7 @@ def momentum(
     del params
     updates = _trees.as_arrays(updates)
     _trees.check_matches(updates, state.trace, "momentum")
+    _trees.check_complex(updates, state.trace, "momentum")
     out = jax.tree.map(
         lambda u, m: (None, m) if u is None else leaf(u, m),
         updates,
@@ -143,6 +146,7 @@ def add_decoupled_weight_decay(
     Loshchilov & Hutter, `Decoupled Weight Decay Regularization
     <https://arxiv.org/abs/1711.05101>`_, 2019.
   """
+  _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
   _validation.check_nonnegative("weight_decay", weight_decay)
   lr_scaling = optax.scale_by_learning_rate(learning_rate)
 
@@ -152,7 +156,11 @@ def add_decoupled_weight_decay(
           "decoupled weight decay needs the params: call"
           " tx.update(grads, state, params)"
       )
+    updates = _trees.as_arrays(updates)
     params = _trees.as_arrays(params)
+    _trees.check_matches(
+        updates, params, "decoupled weight decay", against="the params"
+    )
     decay_step, state = lr_scaling.update(
         _trees.map_leaves(lambda u, p: weight_decay * p, updates, params),
         state,
@@ -163,4 +171,43 @@ def add_decoupled_weight_decay(
     return updates, state
 
   tx = optax.GradientTransformation(lr_scaling.init, update_fn)
-  return optax.masked(tx, mask) if mask is not None else tx
+  return masked(tx, mask, "mask")
+
+
+def add_coupled_weight_decay(
+    weight_decay: jax.typing.ArrayLike, mask: Any = None, mask_name="mask"
+) -> optax.GradientTransformation:
+  """``optax.add_decayed_weights`` (same state), with its gradient/params
+  mismatches and ``mask`` reported by name instead of as a broadcasting or
+  tree-structure error from deep inside JAX."""
+  tx = masked(optax.add_decayed_weights(weight_decay), mask, mask_name)
+
+  def update_fn(updates, state, params=None):
+    if params is not None:
+      _trees.check_matches(
+          _trees.as_arrays(updates), _trees.as_arrays(params),
+          "coupled weight decay", against="the params",
+      )
+    return tx.update(updates, state, params)
+
+  return optax.GradientTransformation(tx.init, update_fn)
+
+
+def masked(
+    tx: optax.GradientTransformation, mask: Any, name: str
+) -> optax.GradientTransformation:
+  """``optax.masked(tx, mask)`` (same state) that checks ``mask`` first,
+  naming the argument ``name`` it came from; ``tx`` itself if no mask."""
+  if mask is None:
+    return tx
+  inner = optax.masked(tx, mask)
+
+  def init_fn(params):
+    _trees.check_mask(name, mask, params)
+    return inner.init(params)
+
+  def update_fn(updates, state, params=None):
+    _trees.check_mask(name, mask, updates)
+    return inner.update(updates, state, params)
+
+  return optax.GradientTransformation(init_fn, update_fn)

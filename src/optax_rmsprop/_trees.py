@@ -84,8 +84,85 @@ def _dtype(leaf: Any):
   return None if dtype is None else np.dtype(dtype)
 
 
-def check_matches(updates: Any, state_tree: Any, what: str) -> None:
+def check_transform(name: str, tx: Any) -> None:
+  """Raises TypeError unless ``tx`` looks like a GradientTransformation."""
+  if not (callable(getattr(tx, "init", None))
+          and callable(getattr(tx, "update", None))):
+    hint = " (call it to build one)" if callable(tx) else ""
+    raise TypeError(
+        f"{name} must be an optax.GradientTransformation, got {tx!r}{hint}"
+    )
+
+
+def check_mask(name: str, mask: Any, tree: Any) -> None:
+  """Raises ValueError/TypeError naming ``name`` unless ``mask`` (a tree of
+  bools, or a function of ``tree`` returning one) is a prefix of ``tree``.
+
+  Replaces the tree-structure error ``optax.masked`` would give, which names
+  neither the argument nor what was expected.
+  """
+  if mask is None:
+    return
+  mask_tree = mask(tree) if callable(mask) else mask
+  check_prefix(name, mask_tree, tree, "bools")
+  for path, m in leaves_with_paths(mask_tree):
+    if m is None or isinstance(m, (bool, np.bool_)):
+      continue
+    if getattr(m, "dtype", None) == np.dtype(bool) and jnp.ndim(m) == 0:
+      continue  # a traced or concrete bool scalar
+    raise TypeError(
+        f"{name} at {path or '<root>'} must be a bool, got {m!r}"
+    )
+
+
+def check_prefix(name: str, prefix: Any, tree: Any, of: str = "") -> None:
+  """Raises ValueError naming ``name`` unless ``prefix`` is a tree prefix
+  of ``tree`` (as ``optax.masked``/``optax.partition`` need)."""
+  try:
+    jax.tree.map(lambda m, x: None, prefix, tree, is_leaf=is_none)
+  except ValueError as e:
+    raise ValueError(
+        f"{name} must be a tree{' of ' + of if of else ''} with the params'"
+        f" structure (or a prefix of it): {' '.join(str(e).split())}\n"
+        f" {name}: {jax.tree.structure(prefix, is_leaf=is_none)}\n params:"
+        f" {jax.tree.structure(tree, is_leaf=is_none)}"
+    ) from None
+
+
+def check_complex(updates: Any, state_tree: Any, what: str) -> None:
+  """Raises ValueError where a gradient is complex but its (complex-capable)
+  state is real: the parameter was real when ``tx.init`` ran, and storing
+  the complex average there would drop its imaginary part."""
+  for (path, g), s in zip(
+      leaves_with_paths(updates), jax.tree.leaves(state_tree, is_leaf=is_none)
+  ):
+    if g is None or s is None:
+      continue
+    if jnp.iscomplexobj(g) and not jnp.iscomplexobj(s):
+      raise ValueError(
+          f"{what}: gradient at {path or '<root>'} is complex but its"
+          f" parameter was real ({jnp.result_type(s)}) when the state was"
+          " initialised; init with complex params, or pass real gradients."
+      )
+
+
+def _where(tree: Any, other: Any) -> str:
+  """Where two trees' structures first differ, as jax words it (with the
+  key path), or "" if jax finds no difference."""
+  try:
+    jax.tree.map(lambda *_: None, tree, other, is_leaf=is_none)
+  except ValueError as e:
+    return ": " + " ".join(str(e).split())
+  return ""
+
+
+def check_matches(
+    updates: Any, state_tree: Any, what: str, against: str = ""
+) -> None:
   """Raises ValueError if ``updates`` does not have the state's structure.
+
+  ``against``: what ``state_tree`` is, for the message (default: the
+  optimizer state built by ``tx.init``; e.g. "the params").
 
   ``None`` gradients are allowed where the state has an array (frozen
   parameters) and where it has ``None`` (parameters that were ``None`` at
@@ -96,10 +173,14 @@ def check_matches(updates: Any, state_tree: Any, what: str) -> None:
   got = jax.tree.structure(updates, is_leaf=is_none)
   want = jax.tree.structure(state_tree, is_leaf=is_none)
   if got != want:
+    other = against or (
+        "the optimizer state, which was built by tx.init for another"
+        " parameter tree"
+    )
+    where = _where(updates, state_tree)
     raise ValueError(
-        f"{what}: the gradient tree does not match the optimizer state, which"
-        f" was built by tx.init for another parameter tree.\n gradients:"
-        f" {got}\n state:     {want}"
+        f"{what}: the gradient tree does not match {other}{where}.\n"
+        f" gradients: {got}\n {'params' if against else 'state'}:     {want}"
     )
   for (path, g), s in zip(
       leaves_with_paths(updates), jax.tree.leaves(state_tree, is_leaf=is_none)
@@ -112,7 +193,8 @@ def check_matches(updates: Any, state_tree: Any, what: str) -> None:
           " parameter was None when the state was initialised."
       )
     if jnp.shape(g) != jnp.shape(s):
+      other = "its param" if against else "its optimizer state"
       raise ValueError(
           f"{what}: gradient at {path or '<root>'} has shape {jnp.shape(g)}"
-          f" but its optimizer state has shape {jnp.shape(s)}."
+          f" but {other} has shape {jnp.shape(s)}."
       )
