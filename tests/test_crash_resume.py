@@ -38,28 +38,29 @@ def checkpoints(directory: pathlib.Path):
   return complete, partial
 
 
-def start(directory):
+def start(directory, steps):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
   env["XLA_FLAGS"] = (
       env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   )
   return subprocess.Popen(
-      [sys.executable, worker.__file__, str(directory), str(STEPS)],
+      [sys.executable, worker.__file__, str(directory), str(steps)],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
   )
 
 
-def train_with_kills(directory, kills, seed):
-  """Runs the worker to the end, killing it ``kills`` times; returns a log
-  of what happened."""
+def train_with_kills(directory, kills, seed, steps, spread):
+  """Runs the worker to the end, killing it ``kills`` times (each after
+  fewer than ``spread`` events of the chosen kind); returns a log of what
+  happened."""
   rng = random.Random(seed)
   log = {"kills": [], "resumes": [], "mid_save_kills": 0}
   while True:
     killing = len(log["kills"]) < kills
     # The event to kill at: its kind, and how many such events to let pass.
     kind = rng.choice(["SAVING", "SAVING", "SAVING", "STEP", "RESUMED"])
-    skip = rng.randrange(len(worker.CONFIGS) if kind == "RESUMED" else 8)
-    proc = start(directory)
+    skip = rng.randrange(len(worker.CONFIGS) if kind == "RESUMED" else spread)
+    proc = start(directory, steps)
     killed = False
     for line in proc.stdout:
       words = line.split()
@@ -92,22 +93,33 @@ def train_with_kills(directory, kills, seed):
     proc.stderr.close()
 
 
-def check(tmp_path, kills, seed):
-  log = train_with_kills(tmp_path, kills, seed)
-  print(f"\n{len(log['kills'])} SIGKILLs, {log['mid_save_kills']} of them"
-        " leaving a partial checkpoint:")
-  for line, complete, partial in log["kills"]:
-    print(f"  killed after {line!r}: complete {complete}, partial {partial}")
-  print("restarts resumed at:")
-  for name, step, complete, partial in log["resumes"]:
-    print(f"  {name} step {step} (complete {complete}, partial {partial})")
-  assert len(log["kills"]) == kills
-  for name in worker.CONFIGS:
-    assert (tmp_path / f"{name}.done").read_text() == "1", name
+def check(tmp_path, kills, seed, steps=STEPS, spread=8):
+  """Trains to the end with kills, in a fresh directory each time a run
+  ends before ``kills`` kills; every run must end bit-identical."""
+  total, mid_save, runs = 0, 0, 0
+  while total < kills:
+    directory = tmp_path / f"run{runs}"
+    directory.mkdir()
+    log = train_with_kills(directory, kills - total, seed + 100 * runs,
+                           steps, spread)
+    runs += 1
+    print(f"\nrun {runs}: {len(log['kills'])} SIGKILLs,"
+          f" {log['mid_save_kills']} of them leaving a partial checkpoint:")
+    for line, complete, partial in log["kills"]:
+      print(f"  killed after {line!r}: complete {complete}, partial {partial}")
+    print("restarts resumed at:")
+    for name, step, complete, partial in log["resumes"]:
+      print(f"  {name} step {step} (complete {complete}, partial {partial})")
+    for name in worker.CONFIGS:
+      assert (directory / f"{name}.done").read_text() == "1", name
+    total += len(log["kills"])
+    mid_save += log["mid_save_kills"]
+  print(f"{total} SIGKILLs in {runs} run(s), {mid_save} mid-save; every"
+        " restart resumed from the latest complete checkpoint and every"
+        " config ended bit-identical")
   # At least one restart found a partial checkpoint beside the complete
   # ones and resumed from the complete one.
-  assert log["mid_save_kills"] >= 1
-  return log
+  assert mid_save >= 1
 
 
 def test_sigkill_resume_is_bit_identical(tmp_path):
@@ -117,4 +129,4 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(5))
 def test_sigkill_resume_is_bit_identical_many_kills(tmp_path, seed):
-  check(tmp_path, kills=12, seed=seed + 1)
+  check(tmp_path, kills=12, seed=seed + 1, steps=16, spread=4)
