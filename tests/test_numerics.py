@@ -53,7 +53,10 @@ def test_finite_and_dtype_stable(dtype, kind, config):
     params = jnp.ones(6, dtype)
     state = tx.init(params)
     init_types = jax.tree.map(lambda x: x.dtype, state)
-    grads = jnp.stack([hostile_gradient(kind, dtype, i) for i in range(8)])
+    # Eight hostile steps, then an ordinary one: the state must be finite
+    # after it (a |g|² that overflowed makes ν inf for that step only).
+    grads = jnp.stack([hostile_gradient(kind, dtype, i) for i in range(8)]
+                      + [jnp.full(6, 0.5, dtype)])
 
     @jax.jit
     def run(params, state):
@@ -71,7 +74,36 @@ def test_finite_and_dtype_stable(dtype, kind, config):
       assert np.all(np.isfinite(as_numpy(leaf)))
     assert jax.tree.map(lambda x: x.dtype, state) == init_types
     if kind == "zero":
-      assert np.all(as_numpy(updates) == 0)
+      assert np.all(as_numpy(updates[:8]) == 0)
+    if kind != "huge":  # (after huge, ν ~ max: steps are tiny or, with
+      # bias correction, ν̂ overflows to a 0 step; see the test below)
+      assert np.any(as_numpy(updates[8]) != 0)  # the ordinary step moves
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("eps_in_sqrt", [True, False])
+def test_overflowing_square_gives_zero_update_then_recovers(
+    centered, eps_in_sqrt
+):
+  """|g|² overflows float32 (|g| > 1.8e19): that step's update is 0, as in
+  optax, but ν restarts from the largest float on the next step, where
+  optax's ν stays inf and the element never moves again."""
+  kwargs = dict(learning_rate=0.1, centered=centered, eps_in_sqrt=eps_in_sqrt)
+  g_huge = jnp.array([1e20, -1e20, 1.0], jnp.float32)
+  g_ok = jnp.array([1.0, -1.0, 1.0], jnp.float32)
+  ours, theirs = optax_rmsprop.rmsprop(**kwargs), optax.rmsprop(**kwargs)
+  params = jnp.zeros(3)
+  s1, s2 = ours.init(params), theirs.init(params)
+  u1, s1 = jax.jit(ours.update)(g_huge, s1)
+  u2, s2 = jax.jit(theirs.update)(g_huge, s2)
+  np.testing.assert_array_equal(u1, u2)  # [0, 0, finite], bit for bit
+  assert u1[0] == 0 and u1[1] == 0 and u1[2] != 0
+  for _ in range(3):
+    u1, s1 = jax.jit(ours.update)(g_ok, s1)
+    u2, s2 = jax.jit(theirs.update)(g_ok, s2)
+  assert np.all(np.isfinite(np.asarray(s1[0].nu)))
+  assert np.all(np.asarray(u1) != 0)  # every element moves again
+  assert np.asarray(u2)[0] == 0  # optax's stays stuck
 
 
 def test_float16_zero_gradient_regression_optax_1784():

@@ -80,15 +80,25 @@ def _update_moments(g, nu, mu, decay):
   and float64 results are optax's bit for bit, eagerly and under jit.
   """
   cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu.dtype))
+  rdtype = _numerics.real_dtype(cdtype)
   g_c = _numerics.cast(g, cdtype)
-  new_nu = (1 - decay) * _numerics.abs_sq(g_c) + decay * _numerics.cast(
-      nu, _numerics.real_dtype(cdtype)
-  )
-  # |g|² can overflow for finite g; a finite ν keeps ν − |μ|² off inf − inf.
-  # One select clamps ν into float32's and the storage dtype's range.
-  nu_c, stored_nu = _as_stored(
-      _finite(new_nu, nu.dtype), nu.dtype, in_range=True
-  )
+  g2 = _numerics.abs_sq(g_c)
+  if nu.dtype == rdtype:
+    # |g|² overflows for finite |g| > 1.8e19 (float32), making ν inf: that
+    # step's update is 0 (as in optax). Clamping the *old* ν at the largest
+    # float lets ν recover on the next step (in optax it stays inf, and the
+    # element never moves again). Clamping the new ν instead would put a
+    # select after the EMA, which changes how newer XLA:CPU contracts the
+    # EMA into an FMA (a last-bit difference from optax).
+    nu_old = _numerics.clamp_above(nu, float(jnp.finfo(rdtype).max))
+    nu_c = stored_nu = (1 - decay) * g2 + decay * nu_old
+  else:
+    # Narrower storage (e.g. bfloat16): one select clamps ν into its range,
+    # so the cast saturates instead of overflowing.
+    new_nu = (1 - decay) * g2 + decay * _numerics.cast(nu, rdtype)
+    nu_c, stored_nu = _as_stored(
+        _finite(new_nu, nu.dtype), nu.dtype, in_range=True
+    )
   if mu is None:
     return nu_c, None, stored_nu, None
   new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)
@@ -96,12 +106,20 @@ def _update_moments(g, nu, mu, decay):
   return nu_c, mu_c, stored_nu, stored_mu
 
 
-def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
-  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype."""
+def _scale(g, nu_hat, mu_hat, nu, eps, eps_in_sqrt: bool):
+  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype.
+
+  ``nu`` is ν before bias correction (ν̂ = ν / (1 − ρᵗ)).
+  """
   cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu_hat.dtype))
   g_c = _numerics.cast(g, cdtype)
   var = nu_hat
   if mu_hat is not None:
+    # ν = inf (|g|² overflowed): inf − |μ̂|² could be inf − inf = NaN; with
+    # μ̂ taken as 0 the variance is inf, a zero update as without centering.
+    # (Tested on ν, not ν̂: a second use of ν̂ would stop XLA contracting
+    # ν̂ − μ̂² into an FMA as it does in optax's graph.)
+    mu_hat = jnp.where(jnp.isposinf(nu), 0, mu_hat)
     var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
   denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
   tiny = _numerics.smallest_normal(cdtype)
@@ -317,10 +335,11 @@ def scale_by_rms(
     else:
       count = None
     new_updates = jax.tree.map(
-        lambda g, n, m: None if g is None else scale_fn(g, n, m),
+        lambda g, n, m, raw: None if g is None else scale_fn(g, n, m, raw),
         updates,
         nu_hat,
         mu_hat if centered else jax.tree.map(lambda _: None, nu_hat),
+        field(0),
         is_leaf=_trees.is_none,
     )
     # A None gradient leaves its state as it was.
