@@ -1,6 +1,7 @@
 """optax-rmsprop: RMSprop for JAX as composable Optax transformations."""
 
 from optax_rmsprop._caution import cautious as cautious
+from optax_rmsprop._inspect import rms_stats as rms_stats
 from optax_rmsprop._keras_variables import (
     from_keras_variables as from_keras_variables,
 )
@@ -15,6 +16,15 @@ from optax_rmsprop._presets import timm_rmsprop_tf as timm_rmsprop_tf
 from optax_rmsprop._presets import torch_rmsprop as torch_rmsprop
 from optax_rmsprop._rmsprop import rmsprop as rmsprop
 from optax_rmsprop._scale_by_rms import ScaleByRmsState as ScaleByRmsState
+from optax_rmsprop._scale_by_rms import (
+    ScaleByRmsWithCountState as ScaleByRmsWithCountState,
+)
+from optax_rmsprop._scale_by_rms import (
+    ScaleByRStdDevState as ScaleByRStdDevState,
+)
+from optax_rmsprop._scale_by_rms import (
+    ScaleByRStdDevWithCountState as ScaleByRStdDevWithCountState,
+)
 from optax_rmsprop._scale_by_rms import scale_by_rms as scale_by_rms
 from optax_rmsprop._sharding import init_sharded as init_sharded
 from optax_rmsprop._sharding import state_shardings as state_shardings
@@ -40,7 +50,10 @@ from optax_rmsprop._transforms import momentum as momentum
 __version__ = "0.1.0"
 
 __all__ = (
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
     "StackLeavesState",
     "add_decoupled_weight_decay",
     "cautious",
@@ -51,6 +64,7 @@ __all__ = (
     "keras_rmsprop",
     "lazy_rows",
     "momentum",
+    "rms_stats",
     "rmsprop",
     "scale_by_rms",
     "stack_leaves",
