@@ -98,7 +98,9 @@ def cautious(
   def update_fn(updates, state, params=None, **extra_args):
     new_updates, state = inner.update(updates, state, params, **extra_args)
     new_updates = jax.tree.map(
-        lambda u, g: _caution_leaf(u, g, floor), new_updates, updates,
+        lambda u, g: _caution_leaf(u, g, floor),
+        new_updates,
+        updates,
         is_leaf=lambda x: x is None,
     )
     return new_updates, state

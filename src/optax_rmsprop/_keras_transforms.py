@@ -46,7 +46,8 @@ def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
     l2sum = jnp.sum(jnp.square(g), keepdims=True)
     positive = l2sum > 0
     l2norm = jnp.where(
-        positive, jnp.sqrt(jnp.where(positive, l2sum, jnp.ones_like(l2sum))),
+        positive,
+        jnp.sqrt(jnp.where(positive, l2sum, jnp.ones_like(l2sum))),
         l2sum,
     )
     return (g * max_norm) / jnp.maximum(l2norm, max_norm)
@@ -57,7 +58,9 @@ def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
 class EmaParamsState(NamedTuple):
   """Keras' ``use_ema`` state: a moving average of the parameters."""
 
-  count: jax.Array  # shape=(), dtype=int32: calls so far (Keras `iteration`).
+  # shape=(), dtype=int32: calls so far (Keras `iteration`). Named like optax's
+  # counters (tuple.count is shadowed, as in optax's states).
+  count: jax.Array  # type: ignore[assignment]
   ema_params: optax.Params  # like params: the average (Keras `*_average`).
 
 
@@ -121,10 +124,15 @@ def ema_params(
     )
     if overwrite is not None:
       updates = jax.tree.map(
-          lambda u, e, p: u if p is None else jnp.where(
+          lambda u, e, p: u
+          if p is None
+          else jnp.where(
               overwrite, e - p, jnp.zeros_like(p) if u is None else u
           ),
-          updates, new_ema, params, is_leaf=_is_none,
+          updates,
+          new_ema,
+          params,
+          is_leaf=_is_none,
       )
     new_state = EmaParamsState(
         count=optax.safe_increment(state.count), ema_params=new_ema

@@ -37,11 +37,15 @@ _INJECTED = tuple(
     for name in ("InjectHyperparamsState", "InjectStatefulHyperparamsState")
     if hasattr(optax, name)
 )
-_KNOWN = _RMS_STATES + _INJECTED + (
-    optax.TraceState,
-    optax.ScaleByScheduleState,
-    optax.MultiStepsState,
-    _keras_transforms.EmaParamsState,
+_KNOWN = (
+    _RMS_STATES
+    + _INJECTED
+    + (
+        optax.TraceState,
+        optax.ScaleByScheduleState,
+        optax.MultiStepsState,
+        _keras_transforms.EmaParamsState,
+    )
 )
 # Per-trainable-variable blocks of optimizer.variables, in Keras' order.
 _BLOCKS = (
@@ -150,7 +154,8 @@ def from_keras_variables(
   def like(tree, values):
     return jax.tree.map(
         lambda t, v: jax.device_put(np.asarray(v, t.dtype), t.sharding),
-        tree, values,
+        tree,
+        values,
     )
 
   def count_like(count, value):
@@ -162,7 +167,9 @@ def from_keras_variables(
       return node._replace(
           mini_step=count_like(node.mini_step, calls % steps),
           gradient_step=count_like(node.gradient_step, calls // steps),
-          acc_grads=like(node.acc_grads, keras_state.tree("gradient_accumulator")),
+          acc_grads=like(
+              node.acc_grads, keras_state.tree("gradient_accumulator")
+          ),
           inner_opt_state=walk(node.inner_opt_state, calls // steps),
       )
     if isinstance(node, _INJECTED):
@@ -195,7 +202,8 @@ def from_keras_variables(
 
   def walk(tree, updates_seen):
     return jax.tree.map(
-        lambda node: fill(node, updates_seen), tree,
+        lambda node: fill(node, updates_seen),
+        tree,
         is_leaf=lambda x: isinstance(x, _KNOWN),
     )
 
@@ -323,7 +331,8 @@ def to_keras_variables(
 
   def walk(tree, inside_multisteps):
     jax.tree.map(
-        lambda node: collect(node, inside_multisteps), tree,
+        lambda node: collect(node, inside_multisteps),
+        tree,
         is_leaf=lambda x: isinstance(x, _KNOWN),
     )
 
@@ -374,11 +383,19 @@ class _Found:
           " ScaleByRStdDevState); expected the one of keras_rmsprop"
       )
     for what, count, block, argument in [
-        ("a momentum buffer (TraceState)", self.trace, "momentum",
-         "momentum > 0"),
+        (
+            "a momentum buffer (TraceState)",
+            self.trace,
+            "momentum",
+            "momentum > 0",
+        ),
         ("a parameter EMA", self.ema, "average", "use_ema=True"),
-        ("gradient accumulation (MultiStepsState)", self.multisteps,
-         "gradient_accumulator", "gradient_accumulation_steps"),
+        (
+            "gradient accumulation (MultiStepsState)",
+            self.multisteps,
+            "gradient_accumulator",
+            "gradient_accumulation_steps",
+        ),
     ]:
       if count != int(keras.has(block)):
         raise ValueError(
@@ -432,8 +449,9 @@ class _Layout:
     }
     self.blocks = [b for b in _BLOCKS if present[b]]
     if self.names[:1] != ["iteration"]:
-      raise ValueError(f"optimizer.variables[0] is {self.names[:1]}, expected"
-                       " 'iteration'")
+      raise ValueError(
+          f"optimizer.variables[0] is {self.names[:1]}, expected 'iteration'"
+      )
     self.header = 2 if self.names[1:2] == ["learning_rate"] else 1
     count, rest = divmod(len(self.names) - self.header, len(self.blocks))
     if rest:

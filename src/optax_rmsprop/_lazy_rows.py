@@ -160,21 +160,30 @@ def _lazy(inner, mask, mask_name: str):
     active = _row_activity(updates, mask)
     new_updates, new_state = inner.update(updates, state, params, **extra_args)
     new_updates = jax.tree.map(
-        lambda u, a: u if u is None else _keep_inactive_rows(
-            u, jnp.zeros_like(u), a),
-        new_updates, active, is_leaf=lambda x: x is None,
+        lambda u, a: u
+        if u is None
+        else _keep_inactive_rows(u, jnp.zeros_like(u), a),
+        new_updates,
+        active,
+        is_leaf=lambda x: x is None,
     )
     # Which leaves of the state mirror the params: inner.init on optax's
     # placeholder, the same discovery optax.tree.map_params does. Each such
     # leaf is replaced by its parameter's row activity, the rest by None.
     selector = optax.tree.map_params(
-        inner, lambda _, a: a, new_state, active,
+        inner,
+        lambda _, a: a,
+        new_state,
+        active,
         transform_non_params=lambda _: None,
         is_leaf=lambda x: x is None,
     )
     new_state = jax.tree.map(
         lambda a, n, o: _keep_inactive_rows(n, o, a),
-        selector, new_state, state, is_leaf=lambda x: x is None,
+        selector,
+        new_state,
+        state,
+        is_leaf=lambda x: x is None,
     )
     return new_updates, new_state
 

@@ -1,8 +1,9 @@
-"""Dtype handling shared by the transforms: promote to compute, saturate back."""
+"""Dtype handling shared by the transforms: promote, compute, saturate back."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ def storage_dtype(param, requested=None, real: bool = False) -> np.dtype:
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
-  """|x|² elementwise, real-valued; ``x ** 2`` for real x (the op optax uses)."""
+  """|x|² elementwise, real-valued; for real x, ``x ** 2`` (optax's op)."""
   if jnp.iscomplexobj(x):
     return jnp.real(x) ** 2 + jnp.imag(x) ** 2
   return x**2
@@ -57,7 +58,7 @@ def cast(x: jax.Array, dtype) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=1, inline=True)
-def clamp_above(x: jax.Array, big: float) -> jax.Array:
+def clamp_above(x: jax.Array, big: Any) -> jax.Array:
   """``where(x > big, big, x)``: a select, which XLA:CPU vectorises.
 
   (``jnp.minimum``'s NaN propagation does not vectorise; NaN fails the
@@ -66,8 +67,8 @@ def clamp_above(x: jax.Array, big: float) -> jax.Array:
   fusing it cannot change rounding (unlike fusing arithmetic, which would
   make eager results differ from optax's op-by-op ones).
   """
-  big = jax.lax.full_like(x, big)
-  return jax.lax.select(jax.lax.gt(x, big), big, x)
+  bound = jax.lax.full_like(x, big)
+  return jax.lax.select(jax.lax.gt(x, bound), bound, x)
 
 
 def saturating_cast(x: jax.Array, dtype) -> jax.Array:
@@ -94,7 +95,7 @@ def saturating_cast(x: jax.Array, dtype) -> jax.Array:
   return _clip(x, big).astype(dtype)
 
 
-def _clip(x: jax.Array, big: float) -> jax.Array:
+def _clip(x: jax.Array, big: Any) -> jax.Array:
   """``clip(x, -big, big)`` of finite ``x``, as selects (±inf, NaN pass)."""
   low = jax.lax.full_like(x, -big)
   clipped = clamp_above(x, big)

@@ -288,7 +288,8 @@ def _check_positive(arg: str, value) -> None:
 def _steps_or_none(arg: str, value, minimum: int) -> Optional[int]:
   """A Keras step count: None or 0 is off (None), else an int >= minimum."""
   if value is None or (
-      not isinstance(value, (bool, str)) and np.asarray(value).size == 1
+      not isinstance(value, (bool, str))
+      and np.asarray(value).size == 1
       and value == 0
   ):
     return None
@@ -323,7 +324,8 @@ def _weight_decay_mask(patterns):
     return jax.tree_util.tree_map_with_path(
         lambda path, _: regex.search(
             jax.tree_util.keystr(path, simple=True, separator="/")
-        ) is None,
+        )
+        is None,
         params,
     )
 

@@ -50,8 +50,9 @@ def _multiplicative_decay(
           " tx.update(grads, state, params)"
       )
     updates, params = _trees.as_arrays(updates), _trees.as_arrays(params)
-    rate, state = lr_scaling.update(jnp.asarray(weight_decay, jnp.float32),
-                                    state)
+    rate, state = lr_scaling.update(
+        jnp.asarray(weight_decay, jnp.float32), state
+    )
 
     def decay(u, p):
       factor = (1 - rate).astype(p.dtype)

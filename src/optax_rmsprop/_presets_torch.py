@@ -9,20 +9,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _presets_args, _rmsprop, _validation
+from optax_rmsprop import _presets_args
+from optax_rmsprop import _rmsprop
+from optax_rmsprop import _validation
 
 
 def torch_rmsprop(
-  lr: optax.ScalarOrSchedule = 0.01,
-  alpha: jax.typing.ArrayLike = 0.99,
-  eps: jax.typing.ArrayLike = 1e-08,
-  weight_decay: jax.typing.ArrayLike = 0.0,
-  momentum: jax.typing.ArrayLike = 0.0,
-  centered: bool = False,
-  capturable: bool = False,
-  foreach: Optional[bool] = None,
-  maximize: bool = False,
-  differentiable: bool = False,
+    lr: optax.ScalarOrSchedule = 0.01,
+    alpha: jax.typing.ArrayLike = 0.99,
+    eps: jax.typing.ArrayLike = 1e-08,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    momentum: jax.typing.ArrayLike = 0.0,
+    centered: bool = False,
+    capturable: bool = False,
+    foreach: Optional[bool] = None,
+    maximize: bool = False,
+    differentiable: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""PyTorch's ``torch.optim.RMSprop``, same arguments, same defaults.
 
@@ -135,19 +137,19 @@ def torch_rmsprop(
   _validation.check_nonnegative("weight_decay", weight_decay)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
   real_rmsprop = _rmsprop.rmsprop(
-    learning_rate=lr,
-    decay=alpha,
-    eps=eps,
-    initial_scale=0.0,
-    eps_in_sqrt=False,
-    centered=centered,
-    momentum=_presets_args.unless_off(momentum),
-    lr_in_momentum=False,
-    coupled_weight_decay=_presets_args.unless_off(weight_decay),
-    maximize=maximize,
+      learning_rate=lr,
+      decay=alpha,
+      eps=eps,
+      initial_scale=0.0,
+      eps_in_sqrt=False,
+      centered=centered,
+      momentum=_presets_args.unless_off(momentum),
+      lr_in_momentum=False,
+      coupled_weight_decay=_presets_args.unless_off(weight_decay),
+      maximize=maximize,
   )
   return optax.with_extra_args_support(
-    optax.contrib.split_real_and_imaginary(real_rmsprop)
+      optax.contrib.split_real_and_imaginary(real_rmsprop)
   )
 
 
@@ -165,7 +167,7 @@ def _one_element_lr(lr: Any) -> Any:
   size = int(np.prod(jnp.shape(lr)))  # static even for a traced array
   if size != 1:
     raise ValueError(
-      f"Tensor lr must be 1-element, got shape {tuple(jnp.shape(lr))}"
+        f"Tensor lr must be 1-element, got shape {tuple(jnp.shape(lr))}"
     )
   if isinstance(lr, jax.Array):
     return jnp.reshape(lr, ())

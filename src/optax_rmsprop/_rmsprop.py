@@ -26,7 +26,9 @@ def rmsprop(
     lr_in_momentum: bool = True,
     decoupled_weight_decay: Optional[jax.typing.ArrayLike] = None,
     coupled_weight_decay: Optional[jax.typing.ArrayLike] = None,
-    weight_decay_mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
+    weight_decay_mask: Optional[
+        Union[Any, Callable[[optax.Params], Any]]
+    ] = None,
     maximize: bool = False,
     nu_dtype: Optional[Any] = None,
     momentum_dtype: Optional[Any] = None,
@@ -150,8 +152,14 @@ def rmsprop(
     See `optax#532 <https://github.com/google-deepmind/optax/issues/532>`_.
   """
   _validation.check_nonnegative("learning_rate", learning_rate, schedule=True)
-  for flag in ("eps_in_sqrt", "centered", "nesterov", "bias_correction",
-               "lr_in_momentum", "maximize"):
+  for flag in (
+      "eps_in_sqrt",
+      "centered",
+      "nesterov",
+      "bias_correction",
+      "lr_in_momentum",
+      "maximize",
+  ):
     _validation.check_flag(flag, locals()[flag])
   if momentum is not None:
     _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)

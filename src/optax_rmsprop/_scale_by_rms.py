@@ -147,9 +147,9 @@ def _traced_once(fn, updates, **hyperparams):
   leaves = jax.tree.leaves(updates)
   if not leaves or type(leaves[0]).__name__ != "DynamicJaxprTracer":
     return lambda *args: fn(*args, **hyperparams)
-  static = tuple(sorted(
-      k for k, v in hyperparams.items() if isinstance(v, (int, float))
-  ))
+  static = tuple(
+      sorted(k for k, v in hyperparams.items() if isinstance(v, (int, float)))
+  )
   jitted = _jit_inline(fn, static)
   return lambda *args: jitted(*args, **hyperparams)
 
@@ -308,9 +308,7 @@ def scale_by_rms(
       _trees.check_complex(updates, state.mu, "scale_by_rms")
     old_mu = state.mu if centered else jax.tree.map(lambda _: None, state.nu)
     moments_fn = _traced_once(_update_moments, updates, decay=decay)
-    scale_fn = _traced_once(
-        _scale, updates, eps=eps, eps_in_sqrt=eps_in_sqrt
-    )
+    scale_fn = _traced_once(_scale, updates, eps=eps, eps_in_sqrt=eps_in_sqrt)
     moments = jax.tree.map(
         lambda g, n, m: None if g is None else moments_fn(g, n, m),
         updates,
@@ -344,9 +342,7 @@ def scale_by_rms(
     )
     # A None gradient leaves its state as it was.
     keep = lambda new, old: old if new is None else new
-    new_nu = jax.tree.map(
-        keep, field(2), state.nu, is_leaf=_trees.is_none
-    )
+    new_nu = jax.tree.map(keep, field(2), state.nu, is_leaf=_trees.is_none)
     new_mu = None
     if centered:
       new_mu = jax.tree.map(keep, field(3), state.mu, is_leaf=_trees.is_none)

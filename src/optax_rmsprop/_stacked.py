@@ -97,8 +97,8 @@ def _groups(
   for i, leaf in enumerate(leaves):
     if leaf is None:
       continue
-    shape, dtype = tuple(jnp.shape(leaf)), np.dtype(jnp.result_type(leaf))
-    key: Any = (shape, dtype, shardings[i])
+    shape = tuple(jnp.shape(leaf))
+    key: Any = (shape, np.dtype(jnp.result_type(leaf)), shardings[i])
     if int(np.prod(shape)) > max_leaf_size:
       key = i  # a group of its own
     by_key.setdefault(key, []).append(i)
@@ -282,7 +282,9 @@ def stack_leaves(
       param_leaves = treedef.flatten_up_to(_trees.as_arrays(params))
       stacked_params = _stack(param_leaves, state.groups)
     stacked_updates, inner_state = inner.update(
-        _stack(leaves, state.groups), state.inner_state, stacked_params,
+        _stack(leaves, state.groups),
+        state.inner_state,
+        stacked_params,
         **extra_args,
     )
     frozen = [[leaves[i] is None for i in g.indices] for g in state.groups]

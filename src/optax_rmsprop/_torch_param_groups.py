@@ -12,11 +12,11 @@ from optax_rmsprop import _trees
 
 
 def torch_param_groups(
-  groups: Union[
-    Sequence[Mapping[str, Any]], Mapping[Hashable, Mapping[str, Any]]
-  ],
-  labels: Union[Any, Callable[[optax.Params], Any]],
-  **defaults: Any,
+    groups: Union[
+        Sequence[Mapping[str, Any]], Mapping[Hashable, Mapping[str, Any]]
+    ],
+    labels: Union[Any, Callable[[optax.Params], Any]],
+    **defaults: Any,
 ) -> optax.GradientTransformationExtraArgs:
   r"""``torch.optim.RMSprop(param_groups, **defaults)``: one preset per group.
 
@@ -91,23 +91,23 @@ def torch_param_groups(
   """
   if labels is None:
     raise TypeError(
-      "labels must be a tree of group labels matching the params, or a"
-      " function of the params returning one, got None"
+        "labels must be a tree of group labels matching the params, or a"
+        " function of the params returning one, got None"
     )
   if not isinstance(groups, (Mapping, Sequence)) or isinstance(
-    groups, (str, bytes)
+      groups, (str, bytes)
   ):
     raise TypeError(
-      f"groups must be a list or a mapping of dicts, got {groups!r}"
+        f"groups must be a list or a mapping of dicts, got {groups!r}"
     )
   items = list(
-    groups.items() if isinstance(groups, Mapping) else enumerate(groups)
+      groups.items() if isinstance(groups, Mapping) else enumerate(groups)
   )
   for label, overrides in items:
     if not isinstance(overrides, Mapping):
       raise TypeError(
-        f"groups[{label!r}] must be a dict of torch_rmsprop arguments, got"
-        f" {overrides!r}"
+          f"groups[{label!r}] must be a dict of torch_rmsprop arguments, got"
+          f" {overrides!r}"
       )
   if not items:
     raise ValueError("groups is empty: give at least one parameter group")
@@ -115,14 +115,15 @@ def torch_param_groups(
   for label, overrides in items:
     if "params" in overrides:
       raise ValueError(
-        f"group {label!r} has 'params': drop it, the leaves of each group"
-        " are chosen by `labels` (a label per params leaf)"
+          f"group {label!r} has 'params': drop it, the leaves of each group"
+          " are chosen by `labels` (a label per params leaf)"
       )
     transforms[label] = _presets_torch.torch_rmsprop(
-      **{**defaults, **overrides}
+        **{**defaults, **overrides}
     )
-  return _checked_labels(optax.partition(transforms, labels), labels,
-                         set(transforms))
+  return _checked_labels(
+      optax.partition(transforms, labels), labels, set(transforms)
+  )
 
 
 def _checked_labels(tx, labels, known):
@@ -133,12 +134,12 @@ def _checked_labels(tx, labels, known):
     tree_labels = labels(tree) if callable(labels) else labels
     _trees.check_prefix("labels", tree_labels, tree)
     unknown = {
-      label for label in jax.tree.leaves(tree_labels) if label not in known
+        label for label in jax.tree.leaves(tree_labels) if label not in known
     }
     if unknown:
       raise ValueError(
-        f"labels has {sorted(map(repr, unknown))}, which name no group"
-        f" (groups: {sorted(map(repr, known))})"
+          f"labels has {sorted(map(repr, unknown))}, which name no group"
+          f" (groups: {sorted(map(repr, known))})"
       )
 
   def init_fn(params):

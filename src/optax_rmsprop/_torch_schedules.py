@@ -21,18 +21,18 @@ class OneCycleSchedules(NamedTuple):
 
 
 def torch_onecycle_schedules(
-  max_lr: float,
-  total_steps: Optional[int] = None,
-  epochs: Optional[int] = None,
-  steps_per_epoch: Optional[int] = None,
-  pct_start: float = 0.3,
-  anneal_strategy: str = "cos",
-  cycle_momentum: bool = True,
-  base_momentum: float = 0.85,
-  max_momentum: float = 0.95,
-  div_factor: float = 25.0,
-  final_div_factor: float = 1e4,
-  three_phase: bool = False,
+    max_lr: float,
+    total_steps: Optional[int] = None,
+    epochs: Optional[int] = None,
+    steps_per_epoch: Optional[int] = None,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
 ) -> OneCycleSchedules:
   r"""PyTorch's ``OneCycleLR``: its lr and momentum for each update count.
 
@@ -116,8 +116,10 @@ def torch_onecycle_schedules(
     (``OneCycleLR``).
   """
   _validation.check_nonnegative("max_lr", max_lr)
-  for name, value in (("div_factor", div_factor),
-                      ("final_div_factor", final_div_factor)):
+  for name, value in (
+      ("div_factor", div_factor),
+      ("final_div_factor", final_div_factor),
+  ):
     _validation.check_nonnegative(name, value)
     if _validation.known_at_least(-value, 0.0):  # a divisor of 0
       raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -128,29 +130,29 @@ def torch_onecycle_schedules(
   if total_steps is not None:
     if not isinstance(total_steps, int) or not 0 < total_steps < 2**31:
       raise ValueError(
-        f"Expected positive integer total_steps, but got {total_steps}"
+          f"Expected positive integer total_steps, but got {total_steps}"
       )
     total = total_steps
   elif epochs is not None and steps_per_epoch is not None:
     for name, value in (
-      ("epochs", epochs),
-      ("steps_per_epoch", steps_per_epoch),
+        ("epochs", epochs),
+        ("steps_per_epoch", steps_per_epoch),
     ):
       if not isinstance(value, int) or not 0 < value < 2**31:
         raise ValueError(f"Expected positive integer {name}, but got {value}")
     total = epochs * steps_per_epoch
   else:
     raise ValueError(
-      "You must define either total_steps OR (epochs AND steps_per_epoch)"
+        "You must define either total_steps OR (epochs AND steps_per_epoch)"
     )
   if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
     raise ValueError(
-      f"Expected float between 0 and 1 pct_start, but got {pct_start}"
+        f"Expected float between 0 and 1 pct_start, but got {pct_start}"
     )
   if anneal_strategy not in ("cos", "linear"):
     raise ValueError(
-      "anneal_strategy must be one of 'cos' or 'linear', instead got"
-      f" {anneal_strategy}"
+        "anneal_strategy must be one of 'cos' or 'linear', instead got"
+        f" {anneal_strategy}"
     )
 
   initial = max_lr / div_factor
@@ -169,7 +171,7 @@ def torch_onecycle_schedules(
 
 
 def _phases(
-  ends: Sequence[float], values: Sequence[float], cosine: bool
+    ends: Sequence[float], values: Sequence[float], cosine: bool
 ) -> optax.Schedule:
   """The schedule going from values[i] to values[i + 1] over phase i, which
   ends at update ends[i] (torch's phases: a phase holds its end step)."""

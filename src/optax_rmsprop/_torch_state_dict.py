@@ -23,22 +23,22 @@ from optax.schedules import _inject
 from optax_rmsprop import _trees
 
 _RMS_STATES = (
-  optax.ScaleByRmsState,
-  optax_transform.ScaleByRmsWithCountState,
-  optax.ScaleByRStdDevState,
-  optax_transform.ScaleByRStdDevWithCountState,
+    optax.ScaleByRmsState,
+    optax_transform.ScaleByRmsWithCountState,
+    optax.ScaleByRStdDevState,
+    optax_transform.ScaleByRStdDevWithCountState,
 )
 _INJECT_STATES = (
-  optax.InjectHyperparamsState,
-  optax.InjectStatefulHyperparamsState,
+    optax.InjectHyperparamsState,
+    optax.InjectStatefulHyperparamsState,
 )
 _STOP = (
-  _RMS_STATES
-  + _INJECT_STATES
-  + (
-    optax.ScaleByScheduleState,
-    optax.TraceState,
-  )
+    _RMS_STATES
+    + _INJECT_STATES
+    + (
+        optax.ScaleByScheduleState,
+        optax.TraceState,
+    )
 )
 _Pair = _complex_valued.SplitRealAndImaginaryArrays
 # torch's per-parameter state keys, in the order torch creates them.
@@ -89,11 +89,11 @@ def _walk(tree, path, treedef, nodes, counters) -> None:
             per_leaf = treedef.flatten_up_to(getattr(node, field))
           except (ValueError, TypeError) as e:
             raise ValueError(
-              f"the optimizer state at {jax.tree_util.keystr(here)} does"
-              " not follow the params tree given"
+                f"the optimizer state at {jax.tree_util.keystr(here)} does"
+                " not follow the params tree given"
             ) from e
           entries[field] = [
-            None if isinstance(x, optax.MaskedNode) else x for x in per_leaf
+              None if isinstance(x, optax.MaskedNode) else x for x in per_leaf
           ]
       nodes.append(_Node(here, node, entries))
 
@@ -112,15 +112,15 @@ def _buffers_per_leaf(nodes: List[_Node], n: int, paths) -> List[Dict]:
           continue
         if field in out[k]:
           raise ValueError(
-            f"params leaf {paths[k]} has two {field!r} buffers in the"
-            " optimizer state; expected one torch_rmsprop per leaf"
+              f"params leaf {paths[k]} has two {field!r} buffers in the"
+              " optimizer state; expected one torch_rmsprop per leaf"
           )
         out[k][field] = (i, entry)
   for k, buffers in enumerate(out):
     if "nu" not in buffers:
       raise ValueError(
-        f"params leaf {paths[k]} has no RMS state in the optimizer state:"
-        " is it a torch_rmsprop state for these params?"
+          f"params leaf {paths[k]} has no RMS state in the optimizer state:"
+          " is it a torch_rmsprop state for these params?"
       )
   return out
 
@@ -131,8 +131,8 @@ def _torch_ids(names, treedef, param_groups, n: int, paths) -> List[int]:
   if names is None:
     if len(order) != n:
       raise ValueError(
-        f"the params tree has {n} leaves but the torch optimizer"
-        f" {len(order)} parameters; pass names= to map them"
+          f"the params tree has {n} leaves but the torch optimizer"
+          f" {len(order)} parameters; pass names= to map them"
       )
     return order
   by_name: Dict[str, int] = {}
@@ -150,9 +150,9 @@ def _torch_ids(names, treedef, param_groups, n: int, paths) -> List[int]:
     if isinstance(name, str):
       if name not in by_name:
         raise ValueError(
-          f"params leaf {paths[k]}: no torch parameter named {name!r} (the"
-          " param_groups' param_names are"
-          f" {sorted(by_name) or 'absent: give indices'})"
+            f"params leaf {paths[k]}: no torch parameter named {name!r} (the"
+            " param_groups' param_names are"
+            f" {sorted(by_name) or 'absent: give indices'})"
         )
       ids.append(int(by_name[name]))
     else:
@@ -166,9 +166,11 @@ def _torch_ids(names, treedef, param_groups, n: int, paths) -> List[int]:
 
 
 def _check_param_groups(param_groups) -> None:
-  if isinstance(param_groups, (str, bytes, Mapping)) or not isinstance(
-      param_groups, Sequence
-  ) or not all(isinstance(g, Mapping) for g in param_groups):
+  if (
+      isinstance(param_groups, (str, bytes, Mapping))
+      or not isinstance(param_groups, Sequence)
+      or not all(isinstance(g, Mapping) for g in param_groups)
+  ):
     raise TypeError(
         "param_groups must be a torch optimizer's"
         " state_dict()['param_groups'], a list of dicts, got"
@@ -206,32 +208,32 @@ def _leaf_paths(params) -> List[str]:
 def _check_buffers(k, torch_id, path, has, group_or_state, what) -> None:
   """Raises unless the optax state has momentum / grad_avg as torch does."""
   for torch_key, field, option in (
-    ("momentum_buffer", "trace", "momentum > 0"),
-    ("grad_avg", "mu", "centered"),
+      ("momentum_buffer", "trace", "momentum > 0"),
+      ("grad_avg", "mu", "centered"),
   ):
     theirs = (
-      torch_key in group_or_state
-      if what == "state"
-      else bool(
-        group_or_state.get("momentum" if field == "trace" else "centered")
-      )
+        torch_key in group_or_state
+        if what == "state"
+        else bool(
+            group_or_state.get("momentum" if field == "trace" else "centered")
+        )
     )
     ours = field in has[k]
     if theirs != ours:
       raise ValueError(
-        f"torch parameter {torch_id} (params leaf {path}):"
-        f" {'torch has' if theirs else 'torch has no'} {torch_key} but the"
-        f" optax state {'has' if ours else 'has none'}; build the optax"
-        f" optimizer with the same {option} as the torch one"
+          f"torch parameter {torch_id} (params leaf {path}):"
+          f" {'torch has' if theirs else 'torch has no'} {torch_key} but the"
+          f" optax state {'has' if ours else 'has none'}; build the optax"
+          f" optimizer with the same {option} as the torch one"
       )
 
 
 def from_torch_state_dict(
-  state_dict: Mapping[str, Any],
-  tx: optax.GradientTransformation,
-  params: optax.Params,
-  *,
-  names: Optional[Any] = None,
+    state_dict: Mapping[str, Any],
+    tx: optax.GradientTransformation,
+    params: optax.Params,
+    *,
+    names: Optional[Any] = None,
 ) -> optax.OptState:
   r"""The optax state of ``tx`` that continues a ``torch.optim.RMSprop`` run.
 
@@ -304,7 +306,9 @@ def from_torch_state_dict(
   """
   _trees.check_transform("tx", tx)
   if not isinstance(state_dict, Mapping) or not {
-      "state", "param_groups"} <= set(state_dict):
+      "state",
+      "param_groups",
+  } <= set(state_dict):
     raise TypeError(
         "state_dict must be a torch optimizer's state_dict(), a mapping with"
         f" 'state' and 'param_groups', got {type(state_dict).__name__}"
@@ -323,7 +327,7 @@ def from_torch_state_dict(
 
   steps = {}  # leaf -> torch step
   new_entries = [  # node -> field -> per-leaf replacements
-    {f: list(e) for f, e in node.entries.items()} for node in nodes
+      {f: list(e) for f, e in node.entries.items()} for node in nodes
   ]
   for k, torch_id in enumerate(ids):
     entry = torch_state.get(torch_id, torch_state.get(str(torch_id), {}))
@@ -338,43 +342,43 @@ def from_torch_state_dict(
       i, ours = has[k][field]
       if value.shape != np.shape(leaves[k]):
         raise ValueError(
-          f"torch parameter {torch_id}'s {torch_key} has shape"
-          f" {value.shape}, params leaf {paths[k]} {np.shape(leaves[k])}"
+            f"torch parameter {torch_id}'s {torch_key} has shape"
+            f" {value.shape}, params leaf {paths[k]} {np.shape(leaves[k])}"
         )
       if isinstance(ours, _Pair):
         if not np.iscomplexobj(value):
           raise ValueError(
-            f"params leaf {paths[k]} is complex but torch parameter"
-            f" {torch_id} is real"
+              f"params leaf {paths[k]} is complex but torch parameter"
+              f" {torch_id} is real"
           )
         new = _Pair(
-          _like(value.real, ours.real), _like(value.imag, ours.imaginary)
+            _like(value.real, ours.real), _like(value.imag, ours.imaginary)
         )
       else:
         if np.iscomplexobj(value):
           raise ValueError(
-            f"torch parameter {torch_id} is complex: its optax state needs"
-            f" the view-as-real split of torch_rmsprop (params leaf"
-            f" {paths[k]})"
+              f"torch parameter {torch_id} is complex: its optax state needs"
+              " the view-as-real split of torch_rmsprop (params leaf"
+              f" {paths[k]})"
           )
         new = _like(value, ours)
       new_entries[i][field][k] = new
 
   def count_of(scope: tuple) -> int:
     covered = {
-      k
-      for k in steps
-      if any(_in_scope(nodes[i].path, scope) for i, _ in has[k].values())
+        k
+        for k in steps
+        if any(_in_scope(nodes[i].path, scope) for i, _ in has[k].values())
     }
     return max((steps[k] for k in covered), default=0)
 
   replacements = {}
   for i, node in enumerate(nodes):
     fields = {
-      f: jax.tree.unflatten(
-        treedef, [optax.MaskedNode() if x is None else x for x in entries]
-      )
-      for f, entries in new_entries[i].items()
+        f: jax.tree.unflatten(
+            treedef, [optax.MaskedNode() if x is None else x for x in entries]
+        )
+        for f, entries in new_entries[i].items()
     }
     replacements[node.path] = node.state._replace(**fields)
   return _rebuild(opt_state, (), replacements, count_of)
@@ -389,21 +393,21 @@ def _rebuild(tree, path, replacements, count_of):
       count = count_of(here)
       inner = here + (jax.tree_util.GetAttrKey("inner_state"),)
       node = node._replace(
-        count=_count_like(count, node.count),
-        inner_state=_rebuild(node.inner_state, inner, replacements, count_of),
+          count=_count_like(count, node.count),
+          inner_state=_rebuild(node.inner_state, inner, replacements, count_of),
       )
       if "hyperparams_states" in node._fields:  # schedules' own counts
         is_wrapped = lambda x: isinstance(x, _inject.WrappedScheduleState)
         node = node._replace(
-          hyperparams_states=jax.tree.map(
-            lambda x: (
-              x._replace(count=_count_like(count, x.count))
-              if is_wrapped(x)
-              else x
-            ),
-            node.hyperparams_states,
-            is_leaf=is_wrapped,
-          )
+            hyperparams_states=jax.tree.map(
+                lambda x: (
+                    x._replace(count=_count_like(count, x.count))
+                    if is_wrapped(x)
+                    else x
+                ),
+                node.hyperparams_states,
+                is_leaf=is_wrapped,
+            )
         )
       return node
     if isinstance(node, optax.ScaleByScheduleState):
@@ -423,12 +427,12 @@ def _count_like(value: int, template: jax.Array) -> jax.Array:
 
 
 def to_torch_state_dict(
-  opt_state: optax.OptState,
-  params: optax.Params,
-  param_groups: Sequence[Mapping[str, Any]],
-  *,
-  names: Optional[Any] = None,
-  step: Optional[int] = None,
+    opt_state: optax.OptState,
+    params: optax.Params,
+    param_groups: Sequence[Mapping[str, Any]],
+    *,
+    names: Optional[Any] = None,
+    step: Optional[int] = None,
 ) -> Dict[str, Any]:
   r"""A ``torch.optim.RMSprop`` state dict that continues an optax run.
 
@@ -502,20 +506,20 @@ def to_torch_state_dict(
   _walk(opt_state, (), treedef, nodes, counters)
   has = _buffers_per_leaf(nodes, len(leaves), paths)
   scalar = (
-    torch.float64
-    if torch.get_default_dtype() == torch.float64
-    else torch.float32
+      torch.float64
+      if torch.get_default_dtype() == torch.float64
+      else torch.float32
   )
 
   state = {}
   for k, torch_id in enumerate(ids):
     _check_buffers(k, torch_id, paths[k], has, group_of[torch_id], "group")
     scopes = [
-      counter
-      for counter in counters
-      if any(
-        _in_scope(nodes[i].path, counter.scope) for i, _ in has[k].values()
-      )
+        counter
+        for counter in counters
+        if any(
+            _in_scope(nodes[i].path, counter.scope) for i, _ in has[k].values()
+        )
     ]
     if scopes:
       count = int(max(scopes, key=lambda c: len(c.scope)).value)
@@ -523,8 +527,8 @@ def to_torch_state_dict(
       count = int(step)
     else:
       raise ValueError(
-        "the optimizer state holds no update count (a constant lr): pass"
-        " step=, the number of updates made"
+          "the optimizer state holds no update count (a constant lr): pass"
+          " step=, the number of updates made"
       )
     entry = {"step": torch.tensor(float(count), dtype=scalar)}
     for torch_key, field in _KEYS:

@@ -185,8 +185,10 @@ def add_coupled_weight_decay(
   def update_fn(updates, state, params=None):
     if params is not None:
       _trees.check_matches(
-          _trees.as_arrays(updates), _trees.as_arrays(params),
-          "coupled weight decay", against="the params",
+          _trees.as_arrays(updates),
+          _trees.as_arrays(params),
+          "coupled weight decay",
+          against="the params",
       )
     return tx.update(updates, state, params)
 

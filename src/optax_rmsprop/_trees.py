@@ -86,8 +86,10 @@ def _dtype(leaf: Any):
 
 def check_transform(name: str, tx: Any) -> None:
   """Raises TypeError unless ``tx`` looks like a GradientTransformation."""
-  if not (callable(getattr(tx, "init", None))
-          and callable(getattr(tx, "update", None))):
+  if not (
+      callable(getattr(tx, "init", None))
+      and callable(getattr(tx, "update", None))
+  ):
     hint = " (call it to build one)" if callable(tx) else ""
     raise TypeError(
         f"{name} must be an optax.GradientTransformation, got {tx!r}{hint}"
@@ -110,9 +112,7 @@ def check_mask(name: str, mask: Any, tree: Any) -> None:
       continue
     if getattr(m, "dtype", None) == np.dtype(bool) and jnp.ndim(m) == 0:
       continue  # a traced or concrete bool scalar
-    raise TypeError(
-        f"{name} at {path or '<root>'} must be a bool, got {m!r}"
-    )
+    raise TypeError(f"{name} at {path or '<root>'} must be a bool, got {m!r}")
 
 
 def check_prefix(name: str, prefix: Any, tree: Any, of: str = "") -> None:
@@ -172,7 +172,7 @@ def check_matches(
   """
   got = jax.tree.structure(updates, is_leaf=is_none)
   want = jax.tree.structure(state_tree, is_leaf=is_none)
-  if got != want:
+  if got != want:  # type: ignore[operator]  # (jax stubs: PyTreeDef?)
     other = against or (
         "the optimizer state, which was built by tx.init for another"
         " parameter tree"

@@ -47,9 +47,7 @@ def _concrete(name: str, value: Any, optional: bool, schedule: bool):
   except (TypeError, jax.errors.ConcretizationTypeError):
     return None
   if array.dtype == bool or not jnp.issubdtype(array.dtype, jnp.number):
-    raise TypeError(
-        f"{name} must be a number, got {value!r} ({array.dtype})"
-    )
+    raise TypeError(f"{name} must be a number, got {value!r} ({array.dtype})")
   if array.ndim:
     raise ValueError(
         f"{name} must be a scalar, got an array of shape {array.shape}"
@@ -106,8 +104,10 @@ def is_number_like(value: Any) -> bool:
   if isinstance(value, (int, float, complex, np.number)):
     return True
   dtype = getattr(value, "dtype", None)
-  return dtype is not None and jnp.ndim(value) == 0 and jnp.issubdtype(
-      dtype, jnp.number
+  return (
+      dtype is not None
+      and jnp.ndim(value) == 0
+      and jnp.issubdtype(dtype, jnp.number)
   )
 
 
@@ -156,9 +156,7 @@ def check_dtype(name: str, value: Any) -> None:
   except TypeError:
     raise TypeError(f"{name} must be a dtype, got {value!r}") from None
   if not jnp.issubdtype(dtype, jnp.inexact):
-    raise ValueError(
-        f"{name} must be a floating-point dtype, got {dtype}"
-    )
+    raise ValueError(f"{name} must be a floating-point dtype, got {dtype}")
 
 
 def known_at_least(value: Any, bound: float) -> bool:
