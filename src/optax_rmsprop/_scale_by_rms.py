@@ -211,8 +211,12 @@ def scale_by_rms(
   * The centered variance is clamped at 0: rounding can make
     :math:`\nu - \mu^2` negative for constant gradients.
   * State keeps its dtype (``nu_dtype``, else the params' real dtype) on every
-    update; values beyond a storage dtype's range saturate at its largest
-    finite value instead of overflowing to inf. The update is computed from
+    update; state stored narrower than it is computed (e.g. a bfloat16
+    :math:`\nu`) saturates at the dtype's largest finite value instead of
+    overflowing to inf. A :math:`|g|^2` beyond the float range makes
+    :math:`\nu` inf and the update 0 for that step, as in optax, but the next
+    step restarts :math:`\nu` from the largest finite float (in optax it stays
+    inf and the element never moves again). The update is computed from
     :math:`\nu_t, \mu_t` as stored (rounded to ``nu_dtype``), as PyTorch does
     with low-precision state. Updates keep the gradient's dtype. NaN and inf
     gradients still produce non-finite updates.
