@@ -20,23 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import transform as _optax_transform
 
 from optax_rmsprop import _keras_transforms
+from optax_rmsprop import _scale_by_rms
 from optax_rmsprop import _trees
 
-_RMS_STATES = (
-    optax.ScaleByRmsState,
-    optax.ScaleByRStdDevState,
-    _optax_transform.ScaleByRmsWithCountState,
-    _optax_transform.ScaleByRStdDevWithCountState,
-)
-# optax.inject_hyperparams' state (count, ..., inner_state): both classes.
-_INJECTED = tuple(
-    getattr(optax, name)
-    for name in ("InjectHyperparamsState", "InjectStatefulHyperparamsState")
-    if hasattr(optax, name)
-)
+_RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
+_INJECTED = _trees.INJECT_STATE_TYPES
 _KNOWN = (
     _RMS_STATES
     + _INJECTED

@@ -224,21 +224,9 @@ def timm_rmsprop_tf(
   coupled = None if decoupled_decay else decay
   decoupled = decay if decoupled_decay else None
   use_caution = caution and beta is not None
-  if not use_caution and decoupled is None:
-    return _rmsprop.rmsprop(
-        learning_rate=lr,
-        decay=alpha,
-        eps=eps,
-        initial_scale=1.0,
-        eps_in_sqrt=True,
-        centered=centered,
-        momentum=beta,
-        lr_in_momentum=lr_in_momentum,
-        coupled_weight_decay=coupled,
-    )
-  steps = []
-  if coupled is not None:
-    steps.append(_transforms.add_coupled_weight_decay(coupled))
+  # Caution masks the final update, so coupled decay must come before it,
+  # outside the cautious part; otherwise rmsprop's own coupled decay does.
+  inner_coupled = None if use_caution else coupled
   step = _rmsprop.rmsprop(
       learning_rate=lr,
       decay=alpha,
@@ -248,7 +236,13 @@ def timm_rmsprop_tf(
       centered=centered,
       momentum=beta,
       lr_in_momentum=lr_in_momentum,
+      coupled_weight_decay=inner_coupled,
   )
+  if not use_caution and decoupled is None:
+    return step
+  steps = []
+  if use_caution and coupled is not None:
+    steps.append(_transforms.add_coupled_weight_decay(coupled))
   steps.append(_caution.cautious(step) if use_caution else step)
   if decoupled is not None:
     steps.append(

@@ -16,22 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import transform as optax_transform
 from optax.contrib import _complex_valued
 from optax.schedules import _inject
 
+from optax_rmsprop import _scale_by_rms
 from optax_rmsprop import _trees
 
-_RMS_STATES = (
-    optax.ScaleByRmsState,
-    optax_transform.ScaleByRmsWithCountState,
-    optax.ScaleByRStdDevState,
-    optax_transform.ScaleByRStdDevWithCountState,
-)
-_INJECT_STATES = (
-    optax.InjectHyperparamsState,
-    optax.InjectStatefulHyperparamsState,
-)
+_RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
+_INJECT_STATES = _trees.INJECT_STATE_TYPES
 _STOP = (
     _RMS_STATES
     + _INJECT_STATES

@@ -12,6 +12,14 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+
+# optax.inject_hyperparams' states (count, hyperparams, inner_state), which
+# tools that read a state by type look through.
+INJECT_STATE_TYPES = (
+    optax.InjectHyperparamsState,
+    optax.InjectStatefulHyperparamsState,
+)
 
 
 def is_none(x: Any) -> bool:
