@@ -509,7 +509,10 @@ def inspection_cases():
       ["eps_in_sqrt", "per_leaf"], use=lambda kw: stats(**kw),
       extra=[("quantiles", "[1.5]", [1.5]), ("quantiles", "str", "median"),
              ("quantiles", "None", None), ("quantiles", "[NaN]", [math.nan]),
-             ("quantiles", "()", ())])
+             ("quantiles", "()", ()),
+             ("quantiles", "np.linspace(0, 1, 5)", np.linspace(0, 1, 5)),
+             ("quantiles", "2-D array", np.full((1, 2), 0.5)),
+             ("quantiles", "repeated", (0.5, 0.5))])
   for label, value in [
       ("None", None), ("str", "state"), ("empty tuple", ()),
       ("no RMS state (optax.sgd)", optax.sgd(0.1).init(PARAMS)),
@@ -517,6 +520,7 @@ def inspection_cases():
     cases.append(Case("rms_stats", "opt_state", label,
                       lambda v=value: stats(opt_state=v), ("opt_state", "RMS")))
   for label, params in [("wrong structure", {"w": PARAMS["w"]}),
+                        ("None for a leaf", {**PARAMS, "w": None}),
                         ("str", "params")]:
     stacked = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
     cases.append(Case(

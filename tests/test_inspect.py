@@ -452,6 +452,21 @@ def test_saturated_nu_is_counted():
     assert float(stats["nu/dense/kernel/max"]) == big
 
 
+def test_quantiles_from_a_numpy_vector_and_not_traced():
+  state = run_optax(optax_rmsprop.rmsprop(0.01), gradients())
+  kwargs = dict(learning_rate=0.01, eps=1e-8)
+  from_tuple = optax_rmsprop.rms_stats(state, quantiles=(0.0, 0.5, 1.0),
+                                       **kwargs)
+  from_array = optax_rmsprop.rms_stats(state, quantiles=np.linspace(0, 1, 3),
+                                       **kwargs)
+  assert from_array.keys() == from_tuple.keys()
+  for key, value in from_tuple.items():
+    np.testing.assert_array_equal(from_array[key], value)
+  with pytest.raises(TypeError, match="quantiles must be static"):
+    jax.jit(lambda q: optax_rmsprop.rms_stats(state, quantiles=q, **kwargs))(
+        jnp.array([0.5]))
+
+
 def test_errors_name_what_is_missing():
   grads = gradients(steps=1)
   state = run_optax(optax_rmsprop.rmsprop(0.01, bias_correction=True), grads)

@@ -332,7 +332,8 @@ def rms_stats(
       default and every preset except :func:`torch_rmsprop` (False).
     decay: :math:`\rho`, needed only with bias correction. None: injected
       ``decay`` (or ``rho``, ``alpha``).
-    quantiles: The :math:`q` in [0, 1] to report.
+    quantiles: The :math:`q` in [0, 1] to report (a sequence, or a NumPy
+      vector); static.
     per_leaf: Statistics per parameter leaf, or over all leaves together.
     params: For a :func:`stack_leaves` state, the parameters (or their shapes)
       it was built for, to report per parameter leaf; without them its
@@ -378,6 +379,13 @@ def rms_stats(
   _validation.check_interval("decay", decay, 0.0, 1.0, optional=True)
   _validation.check_flag("eps_in_sqrt", eps_in_sqrt)
   _validation.check_flag("per_leaf", per_leaf)
+  if isinstance(quantiles, jax.core.Tracer):
+    raise TypeError(
+        "quantiles must be static (numbers, or a NumPy array), but they are"
+        " traced: they pick which order statistics to compute."
+    )
+  if isinstance(quantiles, (np.ndarray, jax.Array)) and np.ndim(quantiles) == 1:
+    quantiles = np.asarray(quantiles).tolist()  # e.g. np.linspace(0, 1, 5)
   if isinstance(quantiles, (str, bytes)) or not isinstance(quantiles, Sequence):
     raise TypeError(
         f"quantiles must be a sequence of numbers, got {quantiles!r}"
