@@ -25,7 +25,7 @@ def test_coupled_weight_decay_respects_its_mask():
   leaf must not move at all."""
   params = {"w": jnp.full(5, 2.0), "b": jnp.full(3, -1.5)}
   tx = optax_rmsprop.rmsprop(
-      0.1, coupled_weight_decay=1.0, weight_decay_mask={"w": True, "b": False}
+    0.1, coupled_weight_decay=1.0, weight_decay_mask={"w": True, "b": False}
   )
   state = tx.init(params)
   zeros = jax.tree.map(jnp.zeros_like, params)
@@ -37,10 +37,13 @@ def test_coupled_weight_decay_respects_its_mask():
   assert np.all(np.abs(np.asarray(p["w"]) - 2.0) > 0.1)  # decayed, a lot
 
 
-@pytest.mark.parametrize("dtype,value", [
+@pytest.mark.parametrize(
+  "dtype,value",
+  [
     (jnp.float16, 1e5),
     (jnp.bfloat16, 3.4e38),  # finite in float32, beyond bfloat16's 3.39e38
-])
+  ],
+)
 def test_low_precision_momentum_buffer_saturates(dtype, value):
   """A buffer value beyond the dtype's range is stored as its largest
   finite value (65504 in float16), not inf; an infinite input stays inf."""
@@ -50,7 +53,7 @@ def test_low_precision_momentum_buffer_saturates(dtype, value):
   updates, state = tx.update(jnp.array([value, -value, 1.0]), state)
   assert state.trace.dtype == dtype
   np.testing.assert_array_equal(
-      np.asarray(state.trace, np.float32), [big, -big, 1.0]
+    np.asarray(state.trace, np.float32), [big, -big, 1.0]
   )
   np.testing.assert_array_equal(np.asarray(updates), [big, -big, 1.0])
   _, state = tx.update(jnp.array([jnp.inf, 0.0, 0.0]), state)
@@ -64,11 +67,13 @@ def test_complex_params_keep_complex_moments_with_explicit_dtypes(explicit):
   updates must be what it is without them."""
   kwargs = dict(nu_dtype=jnp.float32, momentum_dtype=jnp.float32)
   tx = optax_rmsprop.rmsprop(
-      0.1, centered=True, momentum=0.9, **(kwargs if explicit else {})
+    0.1, centered=True, momentum=0.9, **(kwargs if explicit else {})
   )
   params = jnp.zeros(4, jnp.complex64)
-  grads = [jnp.array([1 + 2j, -3j, 0.5, 2 - 1j], jnp.complex64) * (k + 1)
-           for k in range(3)]
+  grads = [
+    jnp.array([1 + 2j, -3j, 0.5, 2 - 1j], jnp.complex64) * (k + 1)
+    for k in range(3)
+  ]
   state = tx.init(params)
   for g in grads:
     updates, state = tx.update(g, state, params)
@@ -103,7 +108,7 @@ def test_keras_defaults_are_keras_signature_defaults():
   ours = inspect.signature(optax_rmsprop.keras_rmsprop).parameters
   shared = [name for name in ours if name in theirs]
   assert {"learning_rate", "rho", "momentum", "epsilon", "centered"} <= set(
-      shared
+    shared
   )
   for name in shared:
     assert ours[name].default == theirs[name].default, name
@@ -173,7 +178,7 @@ def test_torch_default_eps_with_gradients_where_it_matters():
 def test_add_decoupled_weight_decay_respects_its_mask():
   params = {"w": jnp.full(4, 2.0), "b": jnp.full(2, -1.0)}
   tx = optax_rmsprop.add_decoupled_weight_decay(
-      0.1, 0.5, mask={"w": True, "b": False}
+    0.1, 0.5, mask={"w": True, "b": False}
   )
   zeros = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)
@@ -185,8 +190,12 @@ def test_add_decoupled_weight_decay_respects_its_mask():
 # python/training/rmsprop.py; TF is not a test dependency), after
 # learning_rate: decay=0.9, momentum=0.0, epsilon=1e-10, use_locking=False,
 # centered=False, name="RMSProp".
-TF1_DEFAULTS = {"decay": 0.9, "momentum": 0.0, "epsilon": 1e-10,
-                "centered": False}
+TF1_DEFAULTS = {
+  "decay": 0.9,
+  "momentum": 0.0,
+  "epsilon": 1e-10,
+  "centered": False,
+}
 
 
 def test_tf1_defaults_are_tf1_signature_defaults():
@@ -198,13 +207,16 @@ def test_tf1_default_epsilon_with_gradients_where_it_matters():
   """TF1 starts ν at 1, so ε matters only once ν has decayed: 200 steps of
   |g| ~ 1e-6 leave ν ~ 0.9^200 ≈ 7e-10, where ε = 1e-10 and 1e-7 differ
   by a factor ~10 in the step."""
-  from numpy_reference import Config, NumpyRMSprop  # noqa: PLC0415
+  from numpy_reference import Config  # noqa: PLC0415
+  from numpy_reference import NumpyRMSprop  # noqa: PLC0415
 
   rng = np.random.default_rng(2)
   grads = (rng.normal(size=(200, 4)) * 1e-6).astype(np.float32)
   tx = optax_rmsprop.tf1_rmsprop(1.0)
-  ref = NumpyRMSprop(Config(learning_rate=1.0, decay=0.9, eps=1e-10,
-                            initial_scale=1.0), np.zeros(4))
+  ref = NumpyRMSprop(
+    Config(learning_rate=1.0, decay=0.9, eps=1e-10, initial_scale=1.0),
+    np.zeros(4),
+  )
   p, q = jnp.zeros(4), np.zeros(4)
   state = tx.init(p)
   step = jax.jit(tx.update)
@@ -215,3 +227,21 @@ def test_tf1_default_epsilon_with_gradients_where_it_matters():
   last = ref.step(q, grads[-1].astype(np.float64)) - q  # a late step's size
   assert np.all(np.abs(last) > 1e-2)  # ε = 1e-7 would give ~3e-3
   np.testing.assert_allclose(np.asarray(p), q, rtol=1e-4)
+
+
+def test_low_precision_mu_saturates_and_recovers():
+  """A gradient of 1e6 puts μ = 0.1 g = 1e5 beyond float16's 65504: stored
+  saturated, μ decays back once the gradients are ordinary; stored as inf,
+  it would stay inf (ρ·inf) and pin ν − μ² at 0 for good."""
+  tx = optax_rmsprop.scale_by_rms(
+    decay=0.9, eps=1e-8, centered=True, nu_dtype=jnp.float16
+  )
+  state = tx.init(jnp.zeros(2))
+  _, state = tx.update(jnp.array([1e6, -1e6]), state)
+  np.testing.assert_array_equal(
+    np.asarray(state.mu, np.float32), [65504.0, -65504.0]
+  )
+  for k in range(150):  # sign flips: μ → 0, ν → 1, ν - μ² → 1
+    updates, state = tx.update(jnp.array([1.0, -1.0]) * (-1) ** k, state)
+  assert np.all(np.isfinite(np.asarray(state.mu, np.float32)))
+  assert np.all(np.abs(np.asarray(updates)) < 10)  # not g/√ε = 1e4
