@@ -1,0 +1,795 @@
+"""A small mutation runner: plausible bugs in src/, each against a test subset.
+
+Each mutant replaces one snippet of one source file by a bug a real change
+could introduce (swapped EMA weights, ε in the wrong place, a wrong
+bias-correction exponent, lr and momentum swapped, a dropped mask, clamp or
+saturating cast, a wrong preset default or dtype rule, lost None handling,
+...). The runner copies the repository to a temporary directory (never
+touching this checkout), checks that the tests pass there unmutated, then
+for each mutant applies it, runs its targeted tests (``pytest -x``: the
+first failure kills it) and restores the file. A mutant the tests do not
+kill survives; one that cannot change behaviour is marked equivalent, with
+the reason, and left out of the score.
+
+  python tools/mutate.py                 # every mutant; writes the report
+  python tools/mutate.py --only NAME ... # rerun some; update their rows
+  python tools/mutate.py --check         # every snippet applies (no tests)
+
+The report (``tools/mutation_report.md``) lists each mutant, its result and
+the test that killed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPORT = ROOT / "tools" / "mutation_report.md"
+PKG = "src/optax_rmsprop/"
+TIMEOUT_S = 900
+
+# Test subsets, by what a mutant can break.
+TARGETS = ["tests/test_mutation_targets.py"]
+EQUALITY = ["tests/test_optax_equality.py"]
+REFERENCE = ["tests/test_reference.py"]
+PROPERTIES = [
+  "tests/test_properties_at_scale.py::test_random_cases_match_float64_reference"
+]
+NUMERICS = ["tests/test_numerics.py"]
+CONTRACT = ["tests/test_contract.py"]
+NONFINITE = ["tests/test_nonfinite.py"]
+# Fastest first: with -x, the first failure ends the run.
+CORE = PROPERTIES + EQUALITY + REFERENCE + TARGETS
+FUZZ = ["tests/test_fuzz_inputs.py::test_every_case_works_or_names_its_input"]
+
+
+def preset(name):
+  return [f"tests/test_presets_{name}.py"] + TARGETS
+
+
+@dataclasses.dataclass
+class Mutant:
+  name: str
+  file: str  # under src/optax_rmsprop/
+  old: str  # must occur exactly once
+  new: str
+  tests: list
+  what: str
+  equivalent: str = ""  # why it cannot change behaviour, if so
+
+
+M = Mutant
+MUTANTS = [
+  # -- scale_by_rms: the moments ---------------------------------------------
+  M(
+    "nu_ema_weights_swapped",
+    "_scale_by_rms.py",
+    "nu_c = stored_nu = (1 - decay) * g2 + decay * nu_old",
+    "nu_c = stored_nu = decay * g2 + (1 - decay) * nu_old",
+    CORE,
+    "ν = ρ g² + (1 - ρ) ν",
+  ),
+  M(
+    "narrow_nu_ema_weights_swapped",
+    "_scale_by_rms.py",
+    "new_nu = (1 - decay) * g2 + decay * _numerics.cast(nu, rdtype)",
+    "new_nu = decay * g2 + (1 - decay) * _numerics.cast(nu, rdtype)",
+    NUMERICS + CORE,
+    "ν = ρ g² + (1 - ρ) ν where ν is stored narrower (bfloat16 nu_dtype)",
+  ),
+  M(
+    "mu_ema_weights_swapped",
+    "_scale_by_rms.py",
+    "new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)",
+    "new_mu = decay * g_c + (1 - decay) * _numerics.cast(mu, cdtype)",
+    CORE,
+    "μ = ρ g + (1 - ρ) μ",
+  ),
+  M(
+    "nu_of_abs_not_square",
+    "_scale_by_rms.py",
+    "g2 = _numerics.abs_sq(g_c)",
+    "g2 = jnp.abs(g_c)",
+    CORE,
+    "ν averages |g| instead of |g|²",
+  ),
+  M(
+    "nu_clamp_dropped",
+    "_scale_by_rms.py",
+    "_finite(new_nu, nu.dtype), nu.dtype, in_range=True",
+    "new_nu, nu.dtype, in_range=True",
+    NUMERICS + TARGETS,
+    "a narrower ν (bfloat16) overflows to inf instead of saturating",
+  ),
+  M(
+    "old_nu_overflow_clamp_dropped",
+    "_scale_by_rms.py",
+    "nu_old = _numerics.clamp_above(nu, float(jnp.finfo(rdtype).max))",
+    "nu_old = nu",
+    NUMERICS + NONFINITE + TARGETS,
+    "ν = inf after an overflowing |g|² stays inf (the element never moves"
+    " again) instead of restarting from the largest float",
+  ),
+  M(
+    "centered_overflow_mu_not_zeroed",
+    "_scale_by_rms.py",
+    "mu_hat = jnp.where(jnp.isposinf(nu), 0, mu_hat)",
+    "mu_hat = mu_hat",
+    NUMERICS + NONFINITE + TARGETS,
+    "centered, |g|² overflowed: ν - μ² = inf - inf = NaN, not a 0 update",
+  ),
+  M(
+    "mu_saturating_cast_dropped",
+    "_scale_by_rms.py",
+    "cast = _numerics.cast if in_range else _numerics.saturating_cast",
+    "cast = _numerics.cast",
+    NUMERICS + TARGETS,
+    "μ stored without saturation",
+  ),
+  M(
+    "update_from_unrounded_state",
+    "_scale_by_rms.py",
+    "  mu_c, stored_mu = _as_stored(new_mu, mu.dtype)\n"
+    "  return nu_c, mu_c, stored_nu, stored_mu",
+    "  mu_c, stored_mu = _as_stored(new_mu, mu.dtype)\n"
+    "  return nu_c, new_mu, stored_nu, stored_mu",
+    NUMERICS + TARGETS,
+    "the update uses μ before rounding to nu_dtype",
+  ),
+  M(
+    "initial_scale_ignored",
+    "_scale_by_rms.py",
+    "p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)",
+    "p, 0.0, _numerics.storage_dtype(p, nu_dtype, real=True)",
+    CORE,
+    "ν₀ = 0 whatever initial_scale says",
+  ),
+  M(
+    "nu_stored_complex",
+    "_scale_by_rms.py",
+    "_numerics.storage_dtype(p, nu_dtype, real=True)",
+    "_numerics.storage_dtype(p, nu_dtype)",
+    NUMERICS + TARGETS,
+    "ν of a complex param stored complex",
+  ),
+  M(
+    "none_gradient_drops_state",
+    "_scale_by_rms.py",
+    "keep = lambda new, old: old if new is None else new",
+    "keep = lambda new, old: new",
+    CONTRACT + ["tests/test_dropin_inputs.py"],
+    "a None gradient's ν lost",
+  ),
+  M(
+    "none_gradient_drops_mu",
+    "_scale_by_rms.py",
+    "new_mu = jax.tree.map(keep, field(3), state.mu, is_leaf=_trees.is_none)",
+    "new_mu = field(3)",
+    CONTRACT + ["tests/test_dropin_inputs.py"] + TARGETS,
+    "centered: a None gradient's μ lost",
+  ),
+  # -- scale_by_rms: the scaling ---------------------------------------------
+  M(
+    "eps_placement_swapped",
+    "_scale_by_rms.py",
+    "denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps",
+    "denominator = (jnp.sqrt(var) if eps_in_sqrt else var) + eps",
+    CORE,
+    "ε added outside the root where it belongs inside, and back",
+  ),
+  M(
+    "eps_dropped",
+    "_scale_by_rms.py",
+    "denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps",
+    "denominator = (var if eps_in_sqrt else jnp.sqrt(var))",
+    CORE,
+    "no ε",
+  ),
+  M(
+    "centered_variance_sign",
+    "_scale_by_rms.py",
+    "var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)",
+    "var = jnp.maximum(nu_hat + _numerics.abs_sq(mu_hat), 0)",
+    CORE,
+    "ν + μ² instead of ν - μ²",
+  ),
+  M(
+    "centered_clamp_dropped",
+    "_scale_by_rms.py",
+    "var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)",
+    "var = nu_hat - _numerics.abs_sq(mu_hat)",
+    NUMERICS + CORE,
+    "ν - μ² not clamped at 0",
+  ),
+  M(
+    "denominator_floor_dropped",
+    "_scale_by_rms.py",
+    "if not _validation.known_at_least(eps, tiny):",
+    "if False:",
+    NUMERICS + TARGETS,
+    "no floor for a zero or traced ε",
+  ),
+  M(
+    "rsqrt_branch_inverted",
+    "_scale_by_rms.py",
+    "  if eps_in_sqrt:\n    scaling = jax.lax.rsqrt(denominator)",
+    "  if not eps_in_sqrt:\n    scaling = jax.lax.rsqrt(denominator)",
+    CORE,
+    "rsqrt where 1/x belongs",
+  ),
+  # -- bias correction -------------------------------------------------------
+  M(
+    "bias_correction_exponent_plus_one",
+    "_scale_by_rms.py",
+    "nu_hat = optax.tree.bias_correction(nu_hat, decay, count)",
+    "nu_hat = optax.tree.bias_correction(nu_hat, decay, count + 1)",
+    CORE,
+    "ν̂ = ν / (1 - ρ^(t+1))",
+  ),
+  M(
+    "bias_correction_mu_dropped",
+    "_scale_by_rms.py",
+    "        mu_hat = optax.tree.bias_correction(mu_hat, decay, count)",
+    "        pass",
+    CORE,
+    "μ not bias-corrected",
+  ),
+  M(
+    "bias_correction_count_not_incremented",
+    "_scale_by_rms.py",
+    "count = optax.safe_increment(state.count)",
+    "count = state.count + 0 * optax.safe_increment(state.count)",
+    CORE,
+    "t stays 0",
+  ),
+  # -- numerics --------------------------------------------------------------
+  M(
+    "no_float32_promotion",
+    "_numerics.py",
+    "return jnp.promote_types(dtype, jnp.float32)",
+    "return jnp.dtype(dtype)",
+    NUMERICS + TARGETS,
+    "float16 computed in float16",
+  ),
+  M(
+    "saturating_cast_not_saturating",
+    "_numerics.py",
+    "  if big >= jnp.finfo(x.dtype).max:\n    return cast(x, dtype)",
+    "  if True:\n    return cast(x, dtype)",
+    NUMERICS + TARGETS,
+    "narrowing casts overflow to inf",
+  ),
+  M(
+    "complex_moment_dtype_made_real",
+    "_numerics.py",
+    "    return jnp.promote_types(dtype, jnp.complex64)",
+    "    return dtype",
+    NUMERICS + TARGETS,
+    "complex param with explicit nu_dtype/momentum_dtype: real μ/buffer",
+  ),
+  M(
+    "abs_sq_drops_imaginary",
+    "_numerics.py",
+    "return jnp.real(x) ** 2 + jnp.imag(x) ** 2",
+    "return jnp.real(x) ** 2",
+    NUMERICS + TARGETS,
+    "|g|² of complex g without Im²",
+  ),
+  M(
+    "smallest_normal_zero",
+    "_numerics.py",
+    "return float(jnp.finfo(real_dtype(dtype)).tiny)",
+    "return 0.0",
+    NUMERICS + TARGETS,
+    "the denominator floor is 0",
+  ),
+  M(
+    "saturation_keeps_inf_dropped",
+    "_numerics.py",
+    "return jax.lax.select(jax.lax.is_finite(x), clipped, x)",
+    "return clipped",
+    NONFINITE + TARGETS,
+    "an inf gradient saturates to a finite update",
+  ),
+  # -- momentum and the chain ------------------------------------------------
+  M(
+    "momentum_weights_swapped",
+    "_transforms.py",
+    "u_c + decay * _numerics.cast(m, cdtype), m.dtype",
+    "decay * u_c + _numerics.cast(m, cdtype), m.dtype",
+    CORE,
+    "m = β u + m",
+  ),
+  M(
+    "nesterov_ignored",
+    "_transforms.py",
+    "      new_u = u_c + decay * new_u",
+    "      new_u = new_u",
+    CORE,
+    "nesterov gives heavy-ball",
+  ),
+  M(
+    "momentum_saturating_cast_dropped",
+    "_transforms.py",
+    "    stored = _numerics.saturating_cast(\n"
+    "        u_c + decay * _numerics.cast(m, cdtype), m.dtype",
+    "    stored = _numerics.cast(\n"
+    "        u_c + decay * _numerics.cast(m, cdtype), m.dtype",
+    NUMERICS + TARGETS,
+    "float16 buffer overflows to inf",
+  ),
+  M(
+    "momentum_none_drops_buffer",
+    "_transforms.py",
+    "lambda u, m: (None, m) if u is None else leaf(u, m)",
+    "lambda u, m: (None, None) if u is None else leaf(u, m)",
+    CONTRACT + ["tests/test_dropin_inputs.py"],
+    "a None gradient's buffer lost",
+  ),
+  M(
+    "decoupled_decay_sign",
+    "_transforms.py",
+    "_trees.map_leaves(lambda u, p: weight_decay * p, updates, params)",
+    "_trees.map_leaves(lambda u, p: -weight_decay * p, updates, params)",
+    CORE + CONTRACT,
+    "decoupled decay grows the weights",
+  ),
+  M(
+    "coupled_decay_mask_dropped",
+    "_transforms.py",
+    "tx = masked(optax.add_decayed_weights(weight_decay), mask, mask_name)",
+    "tx = optax.add_decayed_weights(weight_decay)",
+    TARGETS + CONTRACT,
+    "weight_decay_mask ignored by the coupled decay",
+  ),
+  M(
+    "decoupled_decay_mask_dropped",
+    "_transforms.py",
+    '  return masked(tx, mask, "mask")',
+    "  return tx",
+    CONTRACT + TARGETS,
+    "add_decoupled_weight_decay's mask ignored",
+  ),
+  M(
+    "lr_and_momentum_order_swapped",
+    "_rmsprop.py",
+    "steps.extend([lr_step, buffer] if lr_in_momentum else [buffer, lr_step])",
+    "steps.extend([buffer, lr_step] if lr_in_momentum else [lr_step, buffer])",
+    CORE + ["tests/test_presets_torch_schedules.py"],
+    "lr inside the buffer where it belongs outside",
+  ),
+  M(
+    "maximize_ignored",
+    "_rmsprop.py",
+    "  if maximize:\n    steps.append(optax.scale(-1.0))",
+    "  if False:\n    steps.append(optax.scale(-1.0))",
+    CORE,
+    "maximize descends",
+  ),
+  M(
+    "rmsprop_mask_dropped_for_decoupled",
+    "_rmsprop.py",
+    '            weight_decay_mask,\n            "weight_decay_mask",',
+    '            None,\n            "weight_decay_mask",',
+    CONTRACT + TARGETS,
+    "weight_decay_mask ignored by the decoupled decay",
+  ),
+  # -- presets: defaults and conventions -------------------------------------
+  M(
+    "keras_default_epsilon",
+    "_presets_keras.py",
+    "epsilon: jax.typing.ArrayLike = 1e-07,",
+    "epsilon: jax.typing.ArrayLike = 1e-08,",
+    preset("keras"),
+    "Keras' default ε 1e-7 -> 1e-8",
+  ),
+  M(
+    "keras_default_rho",
+    "_presets_keras.py",
+    "rho: jax.typing.ArrayLike = 0.9,",
+    "rho: jax.typing.ArrayLike = 0.95,",
+    preset("keras"),
+    "Keras' default ρ",
+  ),
+  M(
+    "keras_lr_outside_momentum",
+    "_presets_keras.py",
+    "      lr_in_momentum=True,\n      decoupled_weight_decay=weight_decay,",
+    "      lr_in_momentum=False,\n      decoupled_weight_decay=weight_decay,",
+    preset("keras"),
+    "Keras with PyTorch's momentum placement",
+  ),
+  M(
+    "keras_decay_coupled",
+    "_presets_keras.py",
+    "      decoupled_weight_decay=weight_decay,\n",
+    "      coupled_weight_decay=weight_decay,\n",
+    preset("keras"),
+    "Keras' decoupled decay made L2",
+  ),
+  M(
+    "torch_default_alpha",
+    "_presets_torch.py",
+    "alpha: jax.typing.ArrayLike = 0.99,",
+    "alpha: jax.typing.ArrayLike = 0.9,",
+    preset("torch"),
+    "PyTorch's default α",
+  ),
+  M(
+    "torch_default_eps",
+    "_presets_torch.py",
+    "eps: jax.typing.ArrayLike = 1e-08,",
+    "eps: jax.typing.ArrayLike = 1e-07,",
+    preset("torch"),
+    "PyTorch's default ε",
+  ),
+  M(
+    "torch_eps_inside_root",
+    "_presets_torch.py",
+    "    eps_in_sqrt=False,",
+    "    eps_in_sqrt=True,",
+    preset("torch"),
+    "PyTorch's ε inside the root",
+  ),
+  M(
+    "torch_lr_inside_momentum",
+    "_presets_torch.py",
+    "    lr_in_momentum=False,",
+    "    lr_in_momentum=True,",
+    preset("torch") + ["tests/test_presets_torch_schedules.py"],
+    "PyTorch with optax's momentum placement",
+  ),
+  M(
+    "tf1_initial_scale_zero",
+    "_presets_tf1.py",
+    "      initial_scale=1.0,",
+    "      initial_scale=0.0,",
+    preset("tf1"),
+    "TF1's ν₀ = 1 -> 0",
+  ),
+  M(
+    "tf1_default_epsilon",
+    "_presets_tf1.py",
+    "epsilon: jax.typing.ArrayLike = 1e-10,",
+    "epsilon: jax.typing.ArrayLike = 1e-07,",
+    preset("tf1"),
+    "TF1's default ε",
+  ),
+  M(
+    "timm_initial_scale_zero",
+    "_presets_timm.py",
+    "      initial_scale=1.0,\n      eps_in_sqrt=True,\n",
+    "      initial_scale=0.0,\n      eps_in_sqrt=True,\n",
+    preset("timm"),
+    "timm's ν₀ = 1 -> 0 (chain with caution/decay)",
+  ),
+  M(
+    "timm_default_alpha",
+    "_presets_timm.py",
+    "alpha: jax.typing.ArrayLike = 0.9,",
+    "alpha: jax.typing.ArrayLike = 0.99,",
+    preset("timm"),
+    "timm's default α",
+  ),
+  M(
+    "dqn_not_centered",
+    "_presets_dqn.py",
+    "      centered=True,",
+    "      centered=False,",
+    preset("dqn"),
+    "DQN's RMSprop uncentered",
+  ),
+  M(
+    "dqn_default_decay",
+    "_presets_dqn.py",
+    "decay: jax.typing.ArrayLike = 0.95,",
+    "decay: jax.typing.ArrayLike = 0.9,",
+    preset("dqn"),
+    "DQN's ρ = 0.95 -> 0.9",
+  ),
+  # -- wrappers --------------------------------------------------------------
+  M(
+    "lazy_rows_all_instead_of_any",
+    "_lazy_rows.py",
+    "return jnp.any(g != 0, axis=tuple(range(1, jnp.ndim(g))))",
+    "return jnp.all(g != 0, axis=tuple(range(1, jnp.ndim(g))))",
+    ["tests/test_lazy_rows.py"],
+    "a row is active only if all nonzero",
+  ),
+  M(
+    "caution_direction_flipped",
+    "_caution.py",
+    "mask = (jnp.real(product) < 0).astype(u.dtype)",
+    "mask = (jnp.real(product) > 0).astype(u.dtype)",
+    ["tests/test_caution.py"],
+    "cautious keeps the uphill coordinates",
+  ),
+  M(
+    "caution_not_rescaled",
+    "_caution.py",
+    "return u * (mask / scale)",
+    "return u * mask",
+    ["tests/test_caution.py"],
+    "the mask's mean not divided out",
+  ),
+  M(
+    "stacked_wrong_row",
+    "_stacked.py",
+    "new_leaves[i] = stacked[j].astype(leaves[i].dtype)",
+    "new_leaves[i] = stacked[0].astype(leaves[i].dtype)",
+    ["tests/test_stacked.py"],
+    "every leaf gets its group's first row",
+  ),
+  M(
+    "stacked_groups_ignore_dtype",
+    "_stacked.py",
+    "key: Any = (shape, np.dtype(jnp.result_type(leaf)), shardings[i])",
+    "key: Any = (shape, shardings[i])",
+    ["tests/test_stacked.py"] + TARGETS,
+    "same-shape leaves of different dtypes stacked together (promoted)",
+  ),
+  M(
+    "stacked_frozen_rows_not_kept",
+    "_stacked.py",
+    "if any(map(any, frozen)):",
+    "if False:",
+    ["tests/test_stacked.py"] + TARGETS,
+    "a None gradient's rows of a stacked state decay as if it were 0",
+  ),
+  M(
+    "keras_ema_weights_swapped",
+    "_keras_transforms.py",
+    "return alpha * e + (1 - alpha) * new_p",
+    "return (1 - alpha) * e + alpha * new_p",
+    preset("keras"),
+    "the parameter EMA's weights swapped",
+  ),
+  M(
+    "keras_clipnorm_min",
+    "_keras_transforms.py",
+    "return (g * max_norm) / jnp.maximum(l2norm, max_norm)",
+    "return (g * max_norm) / jnp.minimum(l2norm, max_norm)",
+    preset("keras"),
+    "clipnorm scales up small gradients",
+  ),
+  # -- validation ------------------------------------------------------------
+  M(
+    "nan_hyperparameter_accepted",
+    "_validation.py",
+    "  ok = ~np.isnan(array)",
+    "  ok = np.ones_like(array, bool)",
+    ["tests/test_validation.py"] + FUZZ,
+    "NaN passes the range checks",
+  ),
+  M(
+    "inf_hyperparameter_accepted",
+    "_validation.py",
+    "  if np.isinf(array):",
+    "  if False:",
+    ["tests/test_validation.py"] + FUZZ,
+    "±inf passes the checks",
+  ),
+  M(
+    "bool_flag_check_dropped",
+    "_validation.py",
+    "  if isinstance(value, (bool, np.bool_)):\n    return\n  if isinstance("
+    "value, jax.core.Tracer):",
+    "  if True:\n    return\n  if isinstance(value, jax.core.Tracer):",
+    ["tests/test_validation.py"] + FUZZ,
+    "any switch value accepted",
+  ),
+  M(
+    "decay_upper_bound_two",
+    "_scale_by_rms.py",
+    '_validation.check_interval("decay", decay, 0.0, 1.0)',
+    '_validation.check_interval("decay", decay, 0.0, 2.0)',
+    ["tests/test_validation.py", "tests/test_presets_validation.py"] + FUZZ,
+    "decay up to 2 accepted",
+  ),
+  M(
+    "none_number_accepted",
+    "_validation.py",
+    "    if optional:\n      return None\n",
+    "    if True:\n      return None\n",
+    ["tests/test_validation.py"] + FUZZ,
+    "None accepted for a number",
+  ),
+]
+
+
+def copy_repo(dest: pathlib.Path) -> None:
+  """The working tree's files (tracked and untracked, not ignored)."""
+  files = (
+    subprocess.run(
+      ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+      cwd=ROOT,
+      capture_output=True,
+      check=True,
+    )
+    .stdout.decode()
+    .split("\0")
+  )
+  for name in filter(None, files):
+    src = ROOT / name
+    if src.is_file():
+      (dest / name).parent.mkdir(parents=True, exist_ok=True)
+      shutil.copy2(src, dest / name)
+
+
+def run_tests(copy: pathlib.Path, tests: list) -> tuple[bool, str]:
+  """(passed, the first failing test or a note) for ``tests`` in ``copy``."""
+  env = dict(
+    os.environ,
+    PYTHONPATH=str(copy / "src"),
+    JAX_PLATFORMS="cpu",
+    KERAS_BACKEND="jax",
+  )
+  cmd = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "-x",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "--no-header",
+    "-m",
+    "not slow",
+    *tests,
+  ]
+  try:
+    proc = subprocess.run(
+      cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+  except subprocess.TimeoutExpired:
+    return False, f"timed out after {TIMEOUT_S} s"
+  out = proc.stdout + proc.stderr
+  if proc.returncode == 0:
+    return True, ""
+  failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", out, re.MULTILINE)
+  return False, failed[0] if failed else out.strip().splitlines()[-1][:200]
+
+
+def apply(copy: pathlib.Path, mutant: Mutant) -> str:
+  path = copy / PKG / mutant.file
+  original = path.read_text()
+  count = original.count(mutant.old)
+  if count != 1:
+    raise ValueError(
+      f"{mutant.name}: snippet found {count} times in {mutant.file}"
+    )
+  path.write_text(original.replace(mutant.old, mutant.new))
+  return original
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--only", nargs="*", default=None)
+  parser.add_argument("--check", action="store_true")
+  args = parser.parse_args(argv)
+  began_all = time.perf_counter()
+  unknown = set(args.only or ()) - {m.name for m in MUTANTS}
+  assert not unknown, f"no such mutants: {sorted(unknown)}"
+  mutants = [m for m in MUTANTS if args.only is None or m.name in args.only]
+  assert len({m.name for m in MUTANTS}) == len(MUTANTS), "duplicate names"
+  with tempfile.TemporaryDirectory(prefix="optax-rmsprop-mutants-") as tmp:
+    copy = pathlib.Path(tmp)
+    copy_repo(copy)
+    for mutant in mutants:  # every snippet applies, before any test runs
+      original = apply(copy, mutant)
+      compile((copy / PKG / mutant.file).read_text(), mutant.file, "exec")
+      (copy / PKG / mutant.file).write_text(original)
+    if args.check:
+      print(f"{len(mutants)} mutants apply")
+      return 0
+    imported = subprocess.run(
+      [
+        sys.executable,
+        "-c",
+        "import optax_rmsprop; print(optax_rmsprop.__file__)",
+      ],
+      cwd=copy,
+      capture_output=True,
+      text=True,
+      env=dict(os.environ, PYTHONPATH=str(copy / "src")),
+      check=True,
+    ).stdout.strip()
+    assert imported.startswith(str(copy)), f"imports {imported}, not the copy"
+    # Baseline: every test the mutants use passes unmutated (one run).
+    baseline = list(
+      dict.fromkeys(t for m in mutants if not m.equivalent for t in m.tests)
+    )
+    started = time.perf_counter()
+    ok, failure = run_tests(copy, baseline)
+    if not ok:
+      print(f"baseline fails: {failure}")
+      return 2
+    print(
+      f"baseline passes ({time.perf_counter() - started:.0f} s)", flush=True
+    )
+    rows = []
+    for mutant in mutants:
+      began = time.perf_counter()
+      if mutant.equivalent:
+        result, detail = "equivalent", mutant.equivalent
+      else:
+        original = apply(copy, mutant)
+        try:
+          survived, detail = run_tests(copy, mutant.tests)
+        finally:
+          (copy / PKG / mutant.file).write_text(original)
+        result = "SURVIVED" if survived else "killed"
+      seconds = time.perf_counter() - began
+      print(
+        f"{result:>10}  {mutant.name}  {detail}  ({seconds:.0f} s)", flush=True
+      )
+      rows.append((mutant, result, detail))
+  minutes = (time.perf_counter() - began_all) / 60
+  runs = [
+    f"{time.strftime('%Y-%m-%d')}, {minutes:.0f} min on"
+    f" {os.cpu_count()} CPU cores"
+    + ("" if args.only is None else f" (rerun of {len(mutants)})")
+  ]
+  if args.only is not None and REPORT.exists():
+    previous = REPORT.read_text()
+    rows = merge(previous, rows)  # the others as last reported
+    runs = re.findall(r"^- (\d{4}-.*)$", previous, re.MULTILINE) + runs
+  report = render(rows, runs)
+  REPORT.write_text(report)
+  print(report.splitlines()[2])
+  return 0 if all(r != "SURVIVED" for _, r, _ in rows) else 1
+
+
+def merge(previous: str, rows) -> list:
+  """``rows`` (just run) with every other mutant's last reported result."""
+  done = {m.name for m, _, _ in rows}
+  last = {}
+  for line in previous.splitlines():
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    if len(cells) == 5 and cells[0].startswith("`"):
+      last[cells[0].strip("`")] = (cells[3], cells[4])
+  by_name = {m.name: (m, r, d) for m, r, d in rows}
+  merged = []
+  for mutant in MUTANTS:
+    if mutant.name in done:
+      merged.append(by_name[mutant.name])
+    elif mutant.name in last:
+      merged.append((mutant, *last[mutant.name]))
+  return merged
+
+
+def render(rows, runs) -> str:
+  scored = [r for r in rows if r[1] != "equivalent"]
+  killed = sum(r[1] == "killed" for r in scored)
+  lines = [
+    "# Mutation report (`python tools/mutate.py`)",
+    "",
+    f"Score: {killed}/{len(scored)} non-equivalent mutants killed"
+    f" ({len(rows) - len(scored)} equivalent, {len(rows)} in all).",
+    "",
+    "Runs (date, wall time; each mutant's tests with `-m 'not slow' -x`):",
+    "",
+    *[f"- {run}" for run in runs],
+    "",
+    "| mutant | file | bug | result | killed by |",
+    "|---|---|---|---|---|",
+  ]
+  for mutant, result, detail in rows:
+    lines.append(
+      f"| `{mutant.name}` | `{mutant.file}` | {mutant.what} | {result} |"
+      f" {detail.replace('|', '/')} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+  sys.exit(main())
