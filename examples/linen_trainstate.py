@@ -1,7 +1,7 @@
 """Linen ``TrainState`` with optax_rmsprop under a schedule and clipping.
 
-    python examples/linen_trainstate.py           # digits MLP, warmup-cosine lr
-    python examples/linen_trainstate.py --quick   # CI mode
+    python examples/linen_trainstate.py           # digits MLP, warmup-cosine lr, seeds 0, 1, 2
+    python examples/linen_trainstate.py --quick   # CI mode: one seed, 3 epochs
 
 The Linen path: ``TrainState.create(apply_fn=..., params=..., tx=...)`` and
 ``state.apply_gradients(grads=...)``. The ``tx`` is an ordinary optax chain,
@@ -71,7 +71,7 @@ def make_tx(config: Config, steps_per_epoch: int):
 
 
 def train_and_evaluate(config: Config) -> dict:
-  x_train, y_train, x_test, y_test = digits_train.load_data(seed=config.seed)
+  x_train, y_train, x_test, y_test = digits_train.load_data()  # one split for all seeds
   steps_per_epoch = len(x_train) // config.batch_size
   tx, schedule = make_tx(config, steps_per_epoch)
   model = MLP(config.hidden)
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
                       help="default 30; --quick: 3")
   parser.add_argument("--peak-lr", type=float, default=Config.peak_lr)
   parser.add_argument("--clip-norm", type=float, default=Config.clip_norm)
-  parser.add_argument("--seed", type=int, default=0)
+  _common.add_seed_argument(parser)
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--out", default=None, help=f"default {_common.RESULTS_DIR}")
   parser.add_argument("--no-progress", action="store_true")
@@ -150,22 +150,32 @@ def main(argv=None) -> dict:
   epochs = args.epochs or (3 if args.quick else Config.epochs)
   config = Config(epochs=epochs, peak_lr=args.peak_lr, clip_norm=args.clip_norm,
                   warmup_epochs=1 if args.quick else Config.warmup_epochs,
-                  seed=args.seed, progress=not args.no_progress)
+                  progress=not args.no_progress)
   out = _common.output_dir(args.out, args.quick, "linen_")
-  h = train_and_evaluate(config)
-  clipped = np.mean(np.asarray(h["grad_norm"]) > config.clip_norm)
   print(f"\nlinen TrainState, rmsprop(centered) + clip_by_global_norm({config.clip_norm}) "
-        f"+ warmup_cosine(peak {config.peak_lr:g}): {h['steps']} steps, {h['wall_s']:.1f} s")
-  print(f"steps clipped: {clipped:.1%}")
-  print(f"test loss: {h['test_loss'][-1]:.4f}")
-  print(f"test accuracy: {h['test_accuracy'][-1]:.4f}")
-  png = plot(h, os.path.join(out, "linen_trainstate.png"),
+        f"+ warmup_cosine(peak {config.peak_lr:g}), {epochs} epochs")
+  histories = {}
+  for seed in _common.seeds_from(args):
+    h = histories[seed] = train_and_evaluate(dataclasses.replace(config, seed=seed))
+    clipped = np.mean(np.asarray(h["grad_norm"]) > config.clip_norm)
+    print(f"seed {seed}: test accuracy {h['test_accuracy'][-1]:.4f}, test loss "
+          f"{h['test_loss'][-1]:.4f}, steps clipped {clipped:.1%}, {h['steps']} steps, "
+          f"{h['wall_s']:.1f} s")
+  summary = _common.summarize({s: h["test_accuracy"][-1] for s, h in histories.items()},
+                              higher_is_better=True)
+  print(f"test accuracy: {_common.format_summary(summary)}")
+  first = min(histories)
+  png = plot(histories[first], os.path.join(out, "linen_trainstate.png"),
              f"Linen TrainState, digits MLP, rmsprop(centered) + clip + warmup-cosine, "
-             f"{epochs} epochs")
-  _common.write_json({k: v for k, v in h.items() if k not in ("step_loss", "lr", "grad_norm")},
-                     os.path.join(out, "linen_trainstate.json"))
+             f"{epochs} epochs, seed {first}")
+  _common.write_json(
+      {"summary": {"test_accuracy": summary},
+       "seeds": {str(s): {k: v for k, v in h.items()
+                          if k not in ("step_loss", "lr", "grad_norm")}
+                 for s, h in histories.items()}},
+      os.path.join(out, "linen_trainstate.json"))
   print(f"wrote {png}")
-  return h
+  return histories
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def test_quickstart_runs_and_trains(monkeypatch):
   assert len(lines) == 2 and lines[0].split(": ")[1] == lines[1].split(": ")[1]
   accuracy = float(text.split("centered RMSprop: test accuracy ")[1].split()[0])
   assert accuracy > 0.85  # chance is 0.1
+  # rms_stats reads the step count of the optimizer just trained, and every
+  # layer's median step lies in (0, lr / sqrt(eps)] = (0, 10].
+  steps = int(text.split("centered RMSprop: test accuracy ")[1].split("after ")[1].split()[0])
+  assert f"count {steps} | learning rate 0.001" in text
+  medians = [float(l.split("step size median ")[1].split(",")[0])
+             for l in text.splitlines() if "step size median" in l]
+  assert len(medians) == 4 and all(0 < m <= 10 for m in medians)
+  assert "rms_stats from the injected state: lr 0.001," in text
 
 
 def _relative_difference(text, name):
