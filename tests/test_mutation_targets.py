@@ -245,3 +245,39 @@ def test_low_precision_mu_saturates_and_recovers():
     updates, state = tx.update(jnp.array([1.0, -1.0]) * (-1) ** k, state)
   assert np.all(np.isfinite(np.asarray(state.mu, np.float32)))
   assert np.all(np.abs(np.asarray(updates)) < 10)  # not g/√ε = 1e4
+
+
+def test_centered_none_gradient_keeps_its_mu():
+  """A None gradient (frozen param) leaves its μ as it was, as ν: the
+  documented contract (optax's own update_moment would store None)."""
+  tx = optax_rmsprop.scale_by_rms(decay=0.9, centered=True)
+  params = {"w": jnp.zeros(3), "b": jnp.zeros(2)}
+  state = tx.init(params)
+  _, state = tx.update({"w": jnp.ones(3), "b": jnp.full(2, 2.0)}, state)
+  before = jax.tree.map(np.asarray, state)
+  updates, state = jax.jit(tx.update)({"w": jnp.ones(3), "b": None}, state)
+  assert updates["b"] is None
+  np.testing.assert_array_equal(state.mu["b"], before.mu["b"])
+  np.testing.assert_allclose(state.mu["b"], [0.2, 0.2], rtol=1e-6)  # (1-ρ) g
+  np.testing.assert_array_equal(state.nu["b"], before.nu["b"])
+  np.testing.assert_allclose(state.mu["w"], 0.19, rtol=1e-6)  # it moved
+
+
+def test_float16_moments_are_computed_in_float32():
+  """|g|² of a float16 g = 300 is 9e4, beyond float16's 65504: computed in
+  float16 it overflows, ν = inf and the update is 0; computed in float32, as
+  documented, ν = 0.1 g² = 9000 fits float16 and the update is
+  g / √(0.1 g²) = ±√10."""
+  tx = optax_rmsprop.scale_by_rms(decay=0.9, eps=0.0)
+  state = tx.init(jnp.zeros(3, jnp.float16))
+  g = jnp.array([300.0, -300.0, 0.5], jnp.float16)
+  updates, state = jax.jit(tx.update)(g, state)
+  assert updates.dtype == jnp.float16 and state.nu.dtype == jnp.float16
+  np.testing.assert_allclose(
+    np.asarray(state.nu, np.float32), [9000.0, 9000.0, 0.025], rtol=1e-3
+  )
+  np.testing.assert_allclose(
+    np.asarray(updates, np.float32),
+    np.sqrt(10) * np.array([1, -1, 1]),
+    rtol=1e-3,
+  )
