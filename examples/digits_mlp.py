@@ -1,7 +1,7 @@
 """Digits MLP (Flax NNX) trained with optax_rmsprop, against SGD and Adam.
 
-    python examples/digits_mlp.py            # ~97% test accuracy, plot in examples/results/
-    python examples/digits_mlp.py --quick    # CI mode: 3 epochs
+    python examples/digits_mlp.py            # lr sweep, seeds 0, 1, 2: ~98% test accuracy
+    python examples/digits_mlp.py --quick    # CI mode: 3 epochs, one seed, no sweep
 
 Deliberately thin, like flax's ``examples/mnist/main.py``: the training code
 is in ``digits/train.py`` (``train_and_evaluate(config)``).

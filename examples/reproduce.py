@@ -114,8 +114,10 @@ def digits_table() -> str:
   mlp, cnn = load("digits_mlp"), load("digits_cnn")
   lines = ["| optimizer | sweep centre (usual lr) | MLP: chosen lr | MLP test accuracy "
            "| CNN: chosen lr | CNN test accuracy |", "|---|---|---|---|---|---|"]
-  for name, s in mlp["summary"].items():
-    c = cnn["summary"][name]
+  order = ("rmsprop", "rmsprop_centered", "rmsprop_momentum", "sgd", "adam")
+  names = sorted(mlp["summary"], key=lambda n: (order + (n,)).index(n))
+  for name in names:
+    s, c = mlp["summary"][name], cnn["summary"][name]
     usual = mlp["results"][name]["sweep"]["lrs"][len(mlp["results"][name]["sweep"]["lrs"]) // 2]
     lines.append(f"| {name} | {usual:g} | {s['best_lr']:.2g} | {percent(s)} | "
                  f"{c['best_lr']:.2g} | {percent(c)} |")

@@ -9,6 +9,12 @@ import _common
 from digits import train
 
 
+def sweep_title(model: str, epochs: int, config: train.Config) -> str:
+  seeds = ", ".join(map(str, config.sweep_seeds))
+  return (f"Digits {model.upper()} (Flax NNX), {epochs} epochs, batch "
+          f"{config.batch_size}: the lr sweep on seed {seeds} (validation split)")
+
+
 def main(model: str, default_epochs: int, quick_epochs: int, argv=None) -> dict:
   parser = argparse.ArgumentParser(
       description=f"Digits {model.upper()} (Flax NNX): optax_rmsprop's RMSprop "
@@ -76,7 +82,7 @@ def main(model: str, default_epochs: int, quick_epochs: int, argv=None) -> dict:
   if len(multipliers) > 1:
     pngs.append(_common.plot_sweep({n: r["sweep"] for n, r in results.items()},
                                    os.path.join(out, stem + "_sweep.png"),
-                                   title + ": the lr sweep (validation split)"))
+                                   sweep_title(model, epochs, config)))
   _common.write_json({"summary": summaries, "results": results,
                       "config": {"epochs": epochs, "batch_size": config.batch_size,
                                  "lr_multipliers": list(multipliers),
