@@ -281,3 +281,35 @@ def test_float16_moments_are_computed_in_float32():
     np.sqrt(10) * np.array([1, -1, 1]),
     rtol=1e-3,
   )
+
+
+@pytest.mark.parametrize("name", ["base_momentum", "max_momentum"])
+def test_nan_momentum_bounds_of_onecycle_are_rejected(name):
+  """The one range check without bounds: NaN must still fail (NaN compares
+  false against any bound, so only the explicit NaN test catches it here),
+  or every momentum of the schedule is NaN."""
+  with pytest.raises(ValueError, match=name):
+    optax_rmsprop.torch_onecycle_schedules(0.1, 10, **{name: float("nan")})
+
+
+@pytest.mark.parametrize(
+  "make,name",
+  [
+    (lambda v: optax_rmsprop.rmsprop(v), "learning_rate"),
+    (lambda v: optax_rmsprop.scale_by_rms(eps=v), "eps"),
+    (
+      lambda v: optax_rmsprop.rmsprop(0.1, coupled_weight_decay=v),
+      "coupled_weight_decay",
+    ),
+    (
+      lambda v: optax_rmsprop.torch_onecycle_schedules(0.1, 10, max_momentum=v),
+      "max_momentum",
+    ),
+  ],
+)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_hyperparameters_are_rejected(make, name, value):
+  """+inf passes a lower bound (inf >= 0) and an absent upper one: only the
+  explicit finiteness check rejects it."""
+  with pytest.raises(ValueError, match=f"{name} must be finite"):
+    make(value)

@@ -567,7 +567,7 @@ MUTANTS = [
     "_validation.py",
     "  ok = ~np.isnan(array)",
     "  ok = np.ones_like(array, bool)",
-    ["tests/test_validation.py"] + FUZZ,
+    ["tests/test_validation.py"] + TARGETS + FUZZ,
     "NaN passes the range checks",
   ),
   M(
@@ -575,7 +575,7 @@ MUTANTS = [
     "_validation.py",
     "  if np.isinf(array):",
     "  if False:",
-    ["tests/test_validation.py"] + FUZZ,
+    ["tests/test_validation.py"] + TARGETS + FUZZ,
     "±inf passes the checks",
   ),
   M(
@@ -584,7 +584,7 @@ MUTANTS = [
     "  if isinstance(value, (bool, np.bool_)):\n    return\n  if isinstance("
     "value, jax.core.Tracer):",
     "  if True:\n    return\n  if isinstance(value, jax.core.Tracer):",
-    ["tests/test_validation.py"] + FUZZ,
+    ["tests/test_validation.py"] + TARGETS + FUZZ,
     "any switch value accepted",
   ),
   M(
@@ -600,7 +600,7 @@ MUTANTS = [
     "_validation.py",
     "    if optional:\n      return None\n",
     "    if True:\n      return None\n",
-    ["tests/test_validation.py"] + FUZZ,
+    ["tests/test_validation.py"] + TARGETS + FUZZ,
     "None accepted for a number",
   ),
 ]
@@ -754,7 +754,7 @@ def merge(previous: str, rows) -> list:
   done = {m.name for m, _, _ in rows}
   last = {}
   for line in previous.splitlines():
-    cells = [c.strip() for c in line.strip("|").split("|")]
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))]
     if len(cells) == 5 and cells[0].startswith("`"):
       last[cells[0].strip("`")] = (cells[3], cells[4])
   by_name = {m.name: (m, r, d) for m, r, d in rows}
@@ -765,6 +765,11 @@ def merge(previous: str, rows) -> list:
     elif mutant.name in last:
       merged.append((mutant, *last[mutant.name]))
   return merged
+
+
+def _cell(text: str) -> str:
+  """``text`` in a Markdown table cell (pipes escaped, one line)."""
+  return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render(rows, runs) -> str:
@@ -785,8 +790,8 @@ def render(rows, runs) -> str:
   ]
   for mutant, result, detail in rows:
     lines.append(
-      f"| `{mutant.name}` | `{mutant.file}` | {mutant.what} | {result} |"
-      f" {detail.replace('|', '/')} |"
+      f"| `{mutant.name}` | `{mutant.file}` | {_cell(mutant.what)} | {result} |"
+      f" {_cell(detail)} |"
     )
   return "\n".join(lines) + "\n"
 
