@@ -7,6 +7,7 @@ frozen or unused parameter) gives a ``None`` update, so every map here uses
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 
 import jax
@@ -155,13 +156,35 @@ def check_complex(updates: Any, state_tree: Any, what: str) -> None:
 
 
 def _where(tree: Any, other: Any) -> str:
-  """Where two trees' structures first differ, as jax words it (with the
-  key path), or "" if jax finds no difference."""
+  """Where two trees' structures first differ: the key path, then jax's
+  words for it (which vary between jax versions), or "" if none found."""
+  paths = [
+      [
+          path
+          for path, _ in jax.tree_util.tree_flatten_with_path(
+              t, is_leaf=is_none
+          )[0]
+      ]
+      for t in (tree, other)
+  ]
+  where = ""
+  for a, b in itertools.zip_longest(*paths):
+    if a != b:
+      a, b = a or (), b or ()
+      common = 0
+      while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+      keystr = jax.tree_util.keystr
+      if common < min(len(a), len(b)):  # different keys at the same level
+        where = f" at {keystr(a[: common + 1])} / {keystr(b[: common + 1])}"
+      else:  # one path ends where the other goes on: that node differs
+        where = f" at {keystr(min(a, b, key=len))}"
+      break
   try:
     jax.tree.map(lambda *_: None, tree, other, is_leaf=is_none)
   except ValueError as e:
-    return ": " + " ".join(str(e).split())
-  return ""
+    return f"{where}: " + " ".join(str(e).split()).rstrip(".")
+  return where
 
 
 def check_matches(
