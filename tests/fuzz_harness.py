@@ -60,6 +60,8 @@ BAD_NUMBERS = {
     "negative": -0.5,
     "array(2)": np.array([0.1, 0.2]),
 }
+# Labels of values no hyperparameter may take: accepting one is a failure.
+NON_FINITE = ("NaN", "+inf", "-inf")
 # Wrong values where a bool switch is needed.
 BAD_FLAGS = {
     "int 1": 1,
@@ -210,6 +212,8 @@ def run_case(case: Case) -> Outcome:
   finally:
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+  if case.label in NON_FINITE:  # hyperparameters must be finite numbers
+    return Outcome(case, "FAIL: a non-finite number accepted")
   return Outcome(case, "ok" if result is not False else "ok non-finite")
 
 
@@ -360,8 +364,12 @@ def _schedule_cases():
     return all(math.isfinite(v) for v in values)
 
   def build(**kw):
+    # epochs and steps_per_epoch count only without total_steps (as torch).
+    length = ({"epochs": 2, "steps_per_epoch": 5}
+              if {"epochs", "steps_per_epoch"} & kw.keys()
+              else {"total_steps": 10})
     return optax_rmsprop.torch_onecycle_schedules(
-        **{"max_lr": 0.1, "total_steps": 10, **kw})
+        **{"max_lr": 0.1, **length, **kw})
 
   return _transform_cases(
       "torch_onecycle_schedules", build,

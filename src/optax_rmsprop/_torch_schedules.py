@@ -4,10 +4,11 @@ and momentum, as optax schedules of the update count."""
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_rmsprop import _validation
@@ -18,6 +19,11 @@ class OneCycleSchedules(NamedTuple):
 
   lr: optax.Schedule
   momentum: Optional[optax.Schedule]  # None unless cycle_momentum
+
+
+def _is_int(value: Any) -> bool:
+  """A Python or NumPy integer, not a bool (torch's checks take True as 1)."""
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def torch_onecycle_schedules(
@@ -128,7 +134,7 @@ def torch_onecycle_schedules(
   _validation.check_flag("cycle_momentum", cycle_momentum)
   _validation.check_flag("three_phase", three_phase)
   if total_steps is not None:
-    if not isinstance(total_steps, int) or not 0 < total_steps < 2**31:
+    if not _is_int(total_steps) or not 0 < total_steps < 2**31:
       raise ValueError(
           f"Expected positive integer total_steps, but got {total_steps}"
       )
@@ -138,7 +144,7 @@ def torch_onecycle_schedules(
         ("epochs", epochs),
         ("steps_per_epoch", steps_per_epoch),
     ):
-      if not isinstance(value, int) or not 0 < value < 2**31:
+      if not _is_int(value) or not 0 < value < 2**31:
         raise ValueError(f"Expected positive integer {name}, but got {value}")
     total = epochs * steps_per_epoch
   else:
