@@ -106,6 +106,30 @@ def test_overflowing_square_gives_zero_update_then_recovers(
   assert np.asarray(u2)[0] == 0  # optax's stays stuck
 
 
+@pytest.mark.parametrize("bias_correction", [False, True])
+@pytest.mark.parametrize("g_huge", [1e21, 1e30])
+def test_centered_recovers_from_overflow_without_a_burst(g_huge, bias_correction):
+  """After |g|² overflowed, ν restarts from the largest float, but
+  μ = 0.1 g (up to 1e29) is still finite: unclamped, |μ|² > ν makes the
+  variance 0 for hundreds of steps and the step lr·g/√ε = 1e3 (optax: NaN,
+  then 0 forever). Sign-flipping unit gradients afterwards: every step of
+  that element is at most lr (variance → 1, μ → 0), and the last is ≈ lr."""
+  lr = 0.1
+  tx = optax_rmsprop.rmsprop(
+      lr, centered=True, eps=1e-8, bias_correction=bias_correction
+  )
+  state = tx.init(jnp.zeros(2))
+  update = jax.jit(tx.update)
+  u, state = update(jnp.array([g_huge, 1.0], jnp.float32), state)
+  assert u[0] == 0
+  largest = 0.0
+  for k in range(1500):
+    u, state = update(jnp.array([1.0, -1.0], jnp.float32) * (-1) ** k, state)
+    largest = max(largest, abs(float(u[0])))
+  assert largest <= 1.01 * lr, largest
+  np.testing.assert_allclose(np.abs(np.asarray(u)), lr, rtol=0.01)
+
+
 def test_float16_zero_gradient_regression_optax_1784():
   """optax#1784: ε underflows in float16 and 0·rsqrt(0) gives NaN."""
   params = jnp.ones(3, jnp.float16)

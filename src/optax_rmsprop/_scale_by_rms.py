@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from optax._src import transform as _optax_transform
 
@@ -72,6 +73,21 @@ def _as_stored(
   return _numerics.cast(stored, x.dtype), stored
 
 
+def _sqrt_max(dtype) -> float:
+  """√ of the largest finite value of a real ``dtype``: |x|² beyond it
+  overflows."""
+  return float(np.sqrt(jnp.finfo(dtype).max))
+
+
+def _clamp_magnitude(x: jax.Array, bound: float) -> jax.Array:
+  """``x`` with its magnitude clamped at ``bound`` (selects: a no-op, bit for
+  bit, where |x| <= bound; NaN passes)."""
+  if jnp.iscomplexobj(x):
+    size = jnp.abs(x)
+    return jnp.where(size > bound, x * (bound / size), x)
+  return jnp.where(x > bound, bound, jnp.where(x < -bound, -bound, x))
+
+
 def _update_moments(g, nu, mu, decay):
   """The new averages: (ν, μ) in the compute dtype and (ν, μ) as stored.
 
@@ -101,7 +117,11 @@ def _update_moments(g, nu, mu, decay):
     )
   if mu is None:
     return nu_c, None, stored_nu, None
-  new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)
+  # After ν overflowed and restarted from the largest float, |μ|² could
+  # exceed ν, and ν − |μ|² (clamped at 0) would give steps of g/√ε until μ
+  # decays. Clamping the old |μ| at √max keeps |μ|² below ν, as exactly.
+  mu_old = _clamp_magnitude(_numerics.cast(mu, cdtype), _sqrt_max(rdtype))
+  new_mu = (1 - decay) * g_c + decay * mu_old
   mu_c, stored_mu = _as_stored(new_mu, mu.dtype)
   return nu_c, mu_c, stored_nu, stored_mu
 
@@ -117,9 +137,14 @@ def _scale(g, nu_hat, mu_hat, nu, eps, eps_in_sqrt: bool):
   if mu_hat is not None:
     # ν = inf (|g|² overflowed): inf − |μ̂|² could be inf − inf = NaN; with
     # μ̂ taken as 0 the variance is inf, a zero update as without centering.
-    # (Tested on ν, not ν̂: a second use of ν̂ would stop XLA contracting
-    # ν̂ − μ̂² into an FMA as it does in optax's graph.)
-    mu_hat = jnp.where(jnp.isposinf(nu), 0, mu_hat)
+    # |μ̂|² itself overflowing (|μ̂| > √max) means ν overflowed at some step
+    # (|μ̂|² ≤ ν̂ exactly) and was clamped since: inf − ν̂ would clamp the
+    # variance to 0, a step of g/√ε; with μ̂ as 0 the variance is ν̂, huge,
+    # a near-zero step. (Tested on ν, not ν̂: a second use of ν̂ would stop
+    # XLA contracting ν̂ − μ̂² into an FMA as it does in optax's graph.)
+    sqrt_max = _sqrt_max(_numerics.real_dtype(cdtype))
+    overflowed = jnp.isposinf(nu) | (jnp.abs(mu_hat) > sqrt_max)
+    mu_hat = jnp.where(overflowed, 0, mu_hat)
     var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
   denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
   tiny = _numerics.smallest_normal(cdtype)
