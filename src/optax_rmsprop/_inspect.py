@@ -18,10 +18,7 @@ from optax_rmsprop import _validation
 # The RMS states (optax's own classes), found by type wherever they sit in a
 # state tree. Fields are read by name (count, mu only where enabled).
 _RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
-_INJECT_STATES = (
-    optax.InjectHyperparamsState,
-    optax.InjectStatefulHyperparamsState,
-)
+_INJECT_STATES = _trees.INJECT_STATE_TYPES
 _STOP = (
     _RMS_STATES
     + _INJECT_STATES
