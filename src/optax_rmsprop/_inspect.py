@@ -315,8 +315,8 @@ def rms_stats(
 
   Several RMS states (e.g. ``optax.multi_transform``) prefix every key with
   the state's path. Costs one sort of :math:`\nu` per leaf (two when
-  centered), or just min/max reductions when ``quantiles`` is within
-  ``(0, 1)``; it adds nothing to the optimizer state and runs under
+  centered), or just min/max reductions when ``quantiles`` holds only 0
+  and 1; it adds nothing to the optimizer state and runs under
   ``jax.jit`` / ``nnx.jit``.
 
   Args:
