@@ -89,8 +89,8 @@ MUTANTS = [
   M(
     "mu_ema_weights_swapped",
     "_scale_by_rms.py",
-    "new_mu = (1 - decay) * g_c + decay * _numerics.cast(mu, cdtype)",
-    "new_mu = decay * g_c + (1 - decay) * _numerics.cast(mu, cdtype)",
+    "new_mu = (1 - decay) * g_c + decay * mu_old",
+    "new_mu = decay * g_c + (1 - decay) * mu_old",
     CORE,
     "μ = ρ g + (1 - ρ) μ",
   ),
@@ -122,10 +122,18 @@ MUTANTS = [
   M(
     "centered_overflow_mu_not_zeroed",
     "_scale_by_rms.py",
-    "mu_hat = jnp.where(jnp.isposinf(nu), 0, mu_hat)",
+    "mu_hat = jnp.where(jnp.abs(mu_hat) > sqrt_max, 0, mu_hat)",
     "mu_hat = mu_hat",
     NUMERICS + NONFINITE + TARGETS,
     "centered, |g|² overflowed: ν - μ² = inf - inf = NaN, not a 0 update",
+  ),
+  M(
+    "centered_old_mu_not_clamped",
+    "_scale_by_rms.py",
+    "mu_old = _clamp_magnitude(_numerics.cast(mu, cdtype), _sqrt_max(rdtype))",
+    "mu_old = _numerics.cast(mu, cdtype)",
+    NUMERICS + TARGETS,
+    "after ν restarts from the largest float, |μ|² > ν: steps of lr·g/√ε",
   ),
   M(
     "mu_saturating_cast_dropped",

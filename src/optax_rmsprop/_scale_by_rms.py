@@ -126,25 +126,21 @@ def _update_moments(g, nu, mu, decay):
   return nu_c, mu_c, stored_nu, stored_mu
 
 
-def _scale(g, nu_hat, mu_hat, nu, eps, eps_in_sqrt: bool):
-  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype.
-
-  ``nu`` is ν before bias correction (ν̂ = ν / (1 − ρᵗ)).
-  """
+def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
+  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype."""
   cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu_hat.dtype))
   g_c = _numerics.cast(g, cdtype)
   var = nu_hat
   if mu_hat is not None:
-    # ν = inf (|g|² overflowed): inf − |μ̂|² could be inf − inf = NaN; with
-    # μ̂ taken as 0 the variance is inf, a zero update as without centering.
-    # |μ̂|² itself overflowing (|μ̂| > √max) means ν overflowed at some step
-    # (|μ̂|² ≤ ν̂ exactly) and was clamped since: inf − ν̂ would clamp the
-    # variance to 0, a step of g/√ε; with μ̂ as 0 the variance is ν̂, huge,
-    # a near-zero step. (Tested on ν, not ν̂: a second use of ν̂ would stop
-    # XLA contracting ν̂ − μ̂² into an FMA as it does in optax's graph.)
+    # |μ̂|² overflowing (|μ̂| > √max) means ν overflowed (|μ̂|² ≤ ν̂,
+    # exactly): ν̂ = inf this step, where inf − inf would be NaN, or ν̂
+    # clamped since, where ν̂ − inf would clamp the variance to 0, a step of
+    # g/√ε. With μ̂ taken as 0 the variance is ν̂: inf (a zero update, as
+    # without centering) or huge (a near-zero step). (Tested on μ̂, not ν̂:
+    # a second use of ν̂ would stop XLA contracting ν̂ − μ̂² into an FMA as
+    # it does in optax's graph.)
     sqrt_max = _sqrt_max(_numerics.real_dtype(cdtype))
-    overflowed = jnp.isposinf(nu) | (jnp.abs(mu_hat) > sqrt_max)
-    mu_hat = jnp.where(overflowed, 0, mu_hat)
+    mu_hat = jnp.where(jnp.abs(mu_hat) > sqrt_max, 0, mu_hat)
     var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
   denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps
   tiny = _numerics.smallest_normal(cdtype)
@@ -362,11 +358,10 @@ def scale_by_rms(
     else:
       count = None
     new_updates = jax.tree.map(
-        lambda g, n, m, raw: None if g is None else scale_fn(g, n, m, raw),
+        lambda g, n, m: None if g is None else scale_fn(g, n, m),
         updates,
         nu_hat,
         mu_hat if centered else jax.tree.map(lambda _: None, nu_hat),
-        field(0),
         is_leaf=_trees.is_none,
     )
     # A None gradient leaves its state as it was.
