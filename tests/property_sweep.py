@@ -444,6 +444,31 @@ def sweep(families, cases_per_family, seed=0, group=8, chunk=25_000):
       yield Result.merge(parts)
 
 
+def report(families, cases, seed=0):
+  """Runs ``cases`` cases over ``families``, printing a row per family and a
+  summary line; returns the results."""
+  per_family = -(-cases // len(families))
+  began = time.perf_counter()
+  print(HEADER)
+  results = []
+  for result in sweep(families, per_family, seed=seed):
+    print(result.row(), flush=True)
+    results.append(result)
+  total = sum(r.cases for r in results)
+  ill = sum(r.ill_conditioned for r in results)
+  print(
+      f"{total} cases in {len(results)} families,"
+      f" {sum(r.mismatches for r in results)} mismatches;"
+      f" worst deviation/bound: step {max(r.step_ratio for r in results):.3g},"
+      f" path {max(r.path_ratio for r in results):.3g}; worst relative"
+      f" deviation of a well-conditioned step"
+      f" {max(r.step_relative for r in results):.3g}; {ill} cases with an"
+      f" ill-conditioned step; {sum(r.redrawn for r in results)} draws"
+      f" replaced (out of float32's range); {time.perf_counter() - began:.0f} s"
+  )
+  return results
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--cases", type=int, default=10_240)
@@ -451,21 +476,7 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   families = all_families() if args.all_families else ci_families()
-  per_family = -(-args.cases // len(families))
-  began = time.perf_counter()
-  print(HEADER)
-  results = []
-  for result in sweep(families, per_family, seed=args.seed):
-    print(result.row(), flush=True)
-    results.append(result)
-  total = sum(r.cases for r in results)
-  bad = sum(r.mismatches for r in results)
-  print(
-      f"{total} cases in {len(results)} families, {bad} mismatches,"
-      f" worst deviation/bound: step {max(r.step_ratio for r in results):.3g},"
-      f" path {max(r.path_ratio for r in results):.3g},"
-      f" {time.perf_counter() - began:.0f} s"
-  )
+  report(families, args.cases, seed=args.seed)
 
 
 if __name__ == "__main__":

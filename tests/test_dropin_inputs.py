@@ -6,7 +6,6 @@ state utilities, NumPy arrays and Python scalars, code that rebuilds the
 optimizer outside jit, empty trees.
 """
 
-import logging
 import pickle
 
 import jax
@@ -15,6 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from compile_log import compiles_during
 from flax import serialization
 
 import optax_rmsprop
@@ -248,20 +248,6 @@ def test_step_count_via_tree_get():
 
 
 # --- 4. No recompilation when the transform is rebuilt ----------------------
-
-def compiles_during(fn):
-  messages = []
-  handler = logging.Handler()
-  handler.emit = lambda record: messages.append(record.getMessage())
-  logger = logging.getLogger("jax")
-  logger.addHandler(handler)
-  try:
-    with jax.log_compiles(True):
-      fn()
-  finally:
-    logger.removeHandler(handler)
-  return [m for m in messages if m.startswith("Compiling")]
-
 
 @pytest.mark.parametrize("mode", ["fresh", "inject_static"])
 def test_rebuilt_transform_compiles_nothing_after_warm_up(mode):

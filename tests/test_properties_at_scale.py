@@ -29,25 +29,8 @@ CI_CASES = int(os.environ.get("OPTAX_RMSPROP_PROPERTY_CASES", 10_240))
 
 
 def run(families, cases):
-  per_family = -(-cases // len(families))
   print()
-  print(sweep.HEADER)
-  results = []
-  for result in sweep.sweep(families, per_family):
-    print(result.row())
-    results.append(result)
-  total = sum(r.cases for r in results)
-  ill = sum(r.ill_conditioned for r in results)
-  print(
-      f"{total} cases, {sum(r.mismatches for r in results)} mismatches;"
-      f" worst deviation/bound: step {max(r.step_ratio for r in results):.3g},"
-      f" path {max(r.path_ratio for r in results):.3g}; worst relative"
-      f" deviation of a well-conditioned step"
-      f" {max(r.step_relative for r in results):.3g}; {ill} cases with an"
-      f" ill-conditioned step; {sum(r.redrawn for r in results)} draws"
-      " replaced (out of float32's range)"
-  )
-  return results
+  return sweep.report(families, cases)
 
 
 def test_ci_families_cover_every_pair_of_switches():
