@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_rmsprop import _optax_compat
 from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
@@ -126,9 +127,8 @@ def _stack(leaves, groups: tuple[Group, ...]) -> tuple[jax.Array, ...]:
 
 
 def _is_optax_placeholder(params: Any) -> bool:
-  """Whether ``params`` is the object optax.tree_map_params calls init with
-  (private to optax, so recognised by name)."""
-  return type(params).__name__ == "_ParamsPlaceholder"
+  """Whether ``params`` is the object optax.tree_map_params calls init with."""
+  return isinstance(params, _optax_compat.ParamsPlaceholder)
 
 
 class _GroupMarker:

@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax.contrib import _complex_valued
-from optax.schedules import _inject
 
+from optax_rmsprop import _optax_compat
 from optax_rmsprop import _scale_by_rms
 from optax_rmsprop import _trees
 
@@ -32,7 +31,7 @@ _STOP = (
         optax.TraceState,
     )
 )
-_Pair = _complex_valued.SplitRealAndImaginaryArrays
+_Pair = _optax_compat.SplitRealAndImaginaryArrays
 # torch's per-parameter state keys, in the order torch creates them.
 _KEYS = (("square_avg", "nu"), ("momentum_buffer", "trace"), ("grad_avg", "mu"))
 
@@ -389,7 +388,7 @@ def _rebuild(tree, path, replacements, count_of):
           inner_state=_rebuild(node.inner_state, inner, replacements, count_of),
       )
       if "hyperparams_states" in node._fields:  # schedules' own counts
-        is_wrapped = lambda x: isinstance(x, _inject.WrappedScheduleState)
+        is_wrapped = lambda x: isinstance(x, _optax_compat.WrappedScheduleState)
         node = node._replace(
             hyperparams_states=jax.tree.map(
                 lambda x: (

@@ -1,0 +1,44 @@
+"""The optax classes this package needs and optax does not export.
+
+Each is obtained from a public optax function, never imported from a private
+module or recognised by name, so that an optax release that moves or renames
+one breaks here, at import, with a test (tests/test_optax_compat.py) saying
+which; the rest of the package imports them from this module only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+
+def _placeholder() -> Any:
+  """The object :func:`optax.tree.map_params` passes to ``init``."""
+  seen = []
+  optax.tree.map_params(lambda params: seen.append(params) or (), id, ())
+  return seen[0]
+
+
+# A childless pytree node standing for the params: ``tx.init`` run on it
+# returns the state with one in each slot that mirrors the params.
+ParamsPlaceholder: type = type(_placeholder())
+
+
+def params_placeholder() -> Any:
+  """A new instance of :data:`ParamsPlaceholder`."""
+  return ParamsPlaceholder()
+
+
+# The (real, imaginary) pair that optax.contrib.split_real_and_imaginary
+# stores for each complex leaf: the state of optax.trace on a complex param.
+SplitRealAndImaginaryArrays: type = type(
+    optax.contrib.split_real_and_imaginary(optax.trace(0.0))
+    .init(jnp.zeros((), jnp.complex64))
+    .inner_state.trace
+)
+
+# The per-schedule state (``count``) that optax.inject_hyperparams keeps in
+# ``hyperparams_states`` for a schedule of the count (optax.WrappedSchedule).
+WrappedScheduleState: type = type(optax.WrappedSchedule(lambda count: 0).init())
