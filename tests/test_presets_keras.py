@@ -7,7 +7,8 @@ its own params; Keras runs ``stateless_apply`` under ``jax.jit``
 docs/porting.md: at most 3.5e-6, with weight decay, where Keras rounds the
 parameter twice per step (``p - p·λ·η``, then ``- increment``) and optax
 once (``p + update``). Every base-optimizer option is compared the same way,
-and shown to matter: the preset without it is far off.
+and shown to matter: the preset without it is far off. Gradient accumulation
+is also compared in float64, where it agrees to 1e-13.
 """
 
 import functools
@@ -15,6 +16,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 import optax
 import pytest
@@ -323,3 +325,81 @@ def test_all_options_eagerly_equal_jitted():
   jax.tree.map(
       lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
       *results)
+
+
+# --- float64: gradient accumulation to rounding --------------------------
+
+@pytest.fixture
+def float64():
+  """float64 on both sides: JAX's x64 and Keras' floatx (the dtype of its
+  learning-rate variable), restored afterwards."""
+  x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
+  jax.config.update("jax_enable_x64", True)
+  keras.config.set_floatx("float64")
+  try:
+    yield
+  finally:
+    keras.config.set_floatx(floatx)
+    jax.config.update("jax_enable_x64", x64)
+
+
+# Without accumulation float64 agrees to a few ulps (the sqrt and the divide
+# are correctly rounded in both); a float32 partial sum is ~1e-9 off.
+FLOAT64_TOLERANCE = 1e-13
+ACCUMULATION_FLOAT64 = {
+    "k4": {"gradient_accumulation_steps": 4},
+    "k3": {"gradient_accumulation_steps": 3},
+    "k3_momentum_global_clipnorm": {
+        "gradient_accumulation_steps": 3, "momentum": 0.9,
+        "global_clipnorm": 5.0},
+    "k4_momentum_clipnorm": {
+        "gradient_accumulation_steps": 4, "momentum": 0.9, "clipnorm": 2.0},
+    "k3_centered_decay_clipvalue": {
+        "gradient_accumulation_steps": 3, "centered": True,
+        "weight_decay": 0.004, "clipvalue": 1.0},
+}
+
+
+@pytest.mark.parametrize("name", list(ACCUMULATION_FLOAT64))
+def test_accumulation_matches_keras_in_float64(name, float64):
+  """Keras accumulates in each variable's dtype (add_variable_from_reference),
+  optax.MultiSteps in float32 unless told: the float64 sums are Keras'."""
+  kwargs = ACCUMULATION_FLOAT64[name]
+  calls = 50 * kwargs["gradient_accumulation_steps"]  # 50 updates
+  expected, _ = keras_runs.KerasRun(kwargs, dtype=np.float64).run(calls)
+  tx = optax_rmsprop.keras_rmsprop(learning_rate=LR, **kwargs)
+  actual, _ = keras_runs.OptaxRun(tx, dtype=np.float64).run(calls)
+  assert expected.dtype == actual.dtype == np.float64
+  deviation = problem.max_relative_deviation(actual, expected)
+  print(f"keras float64 {kwargs}: max rel dev {deviation:.2e}, max abs "
+        f"{np.max(np.abs(actual - expected)):.2e}")
+  assert deviation <= FLOAT64_TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
+def test_accumulator_has_the_params_dtype(dtype, float64):
+  """As Keras' accumulators, each leaf's: float32 would round float64 sums
+  (and optax.MultiSteps' accumulator_dtype=None fails under jit unless the
+  params have JAX's default float dtype). Stable over calls, under jit."""
+  params = {"a": jnp.ones(3, dtype), "b": jnp.ones(2, jnp.float32)}
+  tx = optax_rmsprop.keras_rmsprop(0.1, gradient_accumulation_steps=2)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for _ in range(3):
+    updates, state = update(params, state, params)
+  acc = optax.tree_utils.tree_get(state, "acc_grads")
+  assert acc["a"].dtype == dtype and acc["b"].dtype == jnp.float32
+  assert jax.tree.map(lambda u: u.dtype, updates) == {
+      "a": dtype, "b": jnp.float32}
+
+
+def test_accumulation_calls_in_between_return_exact_zeros():
+  """Keras keeps the params of an accumulating call whatever the gradient:
+  the update is 0, not 0 times the step (NaN for an inf gradient)."""
+  tx = optax_rmsprop.keras_rmsprop(0.1, gradient_accumulation_steps=2)
+  params = jnp.ones(2)
+  updates, state = tx.update(jnp.array([jnp.inf, 1.0]), tx.init(params),
+                             params)
+  np.testing.assert_array_equal(updates, 0.0)
+  updates, state = tx.update(jnp.ones(2), state, params)
+  assert not np.isfinite(updates[0]) and np.isfinite(updates[1])

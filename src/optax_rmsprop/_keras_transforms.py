@@ -3,8 +3,9 @@
 Keras' ``clipnorm`` clips each variable's gradient to an L2 norm (optax's
 clips are global or elementwise), Keras divides gradients by the loss scale
 and the accumulation count (``optax.scale`` multiplies by the inverse, which
-rounds differently), and ``use_ema`` keeps a moving average of the
-*parameters* (``optax.ema`` averages the updates) that it can write back
+rounds differently), accumulates gradients in each variable's dtype
+(``optax.MultiSteps`` in float32), and ``use_ema`` keeps a moving average of
+the *parameters* (``optax.ema`` averages the updates) that it can write back
 into the model. Each follows Keras 3.15's ``optimizers/base_optimizer.py``
 and ``backend/jax/optimizer.py`` op for op, so that the float32 numbers are
 Keras'.
@@ -53,6 +54,73 @@ def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
     return (g * max_norm) / jnp.maximum(l2norm, max_norm)
 
   return optax.stateless(lambda updates, params: jax.tree.map(clip, updates))
+
+
+def accumulate_gradients(
+    inner: optax.GradientTransformation, steps: int
+) -> optax.GradientTransformationExtraArgs:
+  r"""Keras' ``gradient_accumulation_steps``: ``inner`` on every k-th sum.
+
+  With :math:`a` the sum of the gradients since the last update (0 at first)
+  and :math:`k` = ``steps``, a call with gradient :math:`g` does:
+
+  .. math::
+
+    \begin{align*}
+      u, a &\leftarrow \operatorname{inner}(g + a), 0
+        && \text{on every } k\text{-th call} \\
+      u, a &\leftarrow 0, g + a && \text{otherwise}
+    \end{align*}
+
+  (``inner`` divides by :math:`k`). As ``optax.MultiSteps(inner, steps,
+  use_grad_mean=False)``, with the same ``optax.MultiStepsState``, except
+  that :math:`a` has each parameter's dtype, as Keras' accumulators
+  (``add_variable_from_reference``). MultiSteps keeps it in float32 (its
+  ``accumulator_dtype`` default), rounding every partial sum of float64
+  gradients to float32, and its ``accumulator_dtype=None`` fails under
+  ``jit`` for parameters not in JAX's default float dtype. ``inner`` runs on
+  every call and its result is kept only on updating ones, as in Keras' JAX
+  backend (so the updates of the other calls are exactly 0, whatever the
+  gradient).
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    return optax.MultiStepsState(
+        mini_step=jnp.zeros([], jnp.int32),
+        gradient_step=jnp.zeros([], jnp.int32),
+        inner_opt_state=inner.init(params),
+        acc_grads=jax.tree.map(jnp.zeros_like, _trees.as_arrays(params)),
+        skip_state=(),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    # Keras: `g + acc_g`, in their promoted dtype, then stored in acc_g's.
+    summed = jax.tree.map(lambda g, a: g + a, updates, state.acc_grads)
+    emit = state.mini_step == steps - 1
+    new_updates, new_inner = inner.update(
+        summed, state.inner_opt_state, params, **extra_args
+    )
+    keep = lambda new, old: jnp.where(emit, new, old).astype(old.dtype)
+    new_state = optax.MultiStepsState(
+        mini_step=(state.mini_step + 1) % steps,
+        gradient_step=jnp.where(
+            emit, optax.safe_increment(state.gradient_step), state.gradient_step
+        ),
+        inner_opt_state=jax.tree.map(keep, new_inner, state.inner_opt_state),
+        acc_grads=jax.tree.map(
+            lambda s, a: jnp.where(emit, jnp.zeros_like(a), s).astype(a.dtype),
+            summed,
+            state.acc_grads,
+        ),
+        skip_state=state.skip_state,
+    )
+    new_updates = jax.tree.map(
+        lambda u: jnp.where(emit, u, jnp.zeros_like(u)), new_updates
+    )
+    return new_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class EmaParamsState(NamedTuple):

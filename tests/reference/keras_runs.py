@@ -5,7 +5,10 @@ call at a time, each with the gradient at its *own* current params (times
 ``grad_scale``, the loss-scale factor a Keras user multiplies the loss by),
 and can stop and continue: a resume test trains one side, converts, and
 continues the other from the same step index. Keras runs
-``optimizer.stateless_apply`` under ``jax.jit``.
+``optimizer.stateless_apply`` under ``jax.jit``. Both default to float32;
+``dtype=np.float64`` runs the params (and the problem's float32 gradients,
+exact in float64) in float64, under ``jax_enable_x64`` with Keras' floatx
+float64 (its learning-rate variable has the floatx dtype).
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ def keras_schedule(kind, lr=LR):
   raise ValueError(kind)
 
 
-def _gradient(host, t, grad_scale):
+def _gradient(host, t, grad_scale, dtype=np.float32):
   grads = problem.gradient(host, t)
   if grad_scale != 1.0:
     grads = {k: (g * np.float32(grad_scale)).astype(np.float32)
              for k, g in grads.items()}
-  return grads
+  return {k: g.astype(dtype) for k, g in grads.items()}
 
 
 class KerasRun:
@@ -59,9 +62,11 @@ class KerasRun:
   """
 
   def __init__(self, kwargs, schedule="constant", lr: Optional[float] = LR,
-               exclude=None):
+               exclude=None, dtype=np.float32):
+    self.dtype = np.dtype(dtype)
     self.variables = [
-        keras.Variable(problem.initial_params()[k], name=k) for k in NAMES]
+        keras.Variable(problem.initial_params()[k].astype(dtype), name=k,
+                       dtype=self.dtype.name) for k in NAMES]
     if lr is not None:
       kwargs = dict(kwargs, learning_rate=keras_schedule(schedule, lr))
     self.optimizer = keras.optimizers.RMSprop(**kwargs)
@@ -69,7 +74,8 @@ class KerasRun:
       self.optimizer.exclude_from_weight_decay(var_names=exclude)
     self.optimizer.build(self.variables)
     self.opt_values = [v.value for v in self.optimizer.variables]
-    self.host = problem.initial_params()
+    self.host = {k: v.astype(dtype)
+                 for k, v in problem.initial_params().items()}
     self.step = 0
     self._apply = jax.jit(self.optimizer.stateless_apply)
     self._ema = [i for i, v in enumerate(self.optimizer.variables)
@@ -86,7 +92,7 @@ class KerasRun:
     values = [jnp.asarray(self.host[k]) for k in NAMES]
     params, emas = [problem.flatten(self.host)], [self.ema()]
     for _ in range(steps):
-      grads = _gradient(self.host, self.step, grad_scale)
+      grads = _gradient(self.host, self.step, grad_scale, self.dtype)
       values, self.opt_values = self._apply(
           self.opt_values, [grads[k] for k in NAMES], values)
       self.host = dict(zip(NAMES, jax.device_get(values)))
@@ -104,7 +110,7 @@ class KerasRun:
 
   def load(self, params, opt_values, step):
     """Continues from ``params`` (dict), these optimizer values, this step."""
-    self.host = {k: np.asarray(params[k], np.float32) for k in NAMES}
+    self.host = {k: np.asarray(params[k], self.dtype) for k in NAMES}
     self.opt_values = [jnp.asarray(v) for v in opt_values]
     self.step = step
 
@@ -113,10 +119,11 @@ class OptaxRun:
   """``tx`` on the problem, one jitted ``update`` + ``apply_updates`` a call."""
 
   def __init__(self, tx: optax.GradientTransformation, params=None,
-               state=None, step: int = 0):
+               state=None, step: int = 0, dtype=np.float32):
     self.tx = tx
+    self.dtype = np.dtype(dtype)
     host = problem.initial_params() if params is None else params
-    self.host = {k: np.asarray(host[k], np.float32) for k in NAMES}
+    self.host = {k: np.asarray(host[k], self.dtype) for k in NAMES}
     self.params = jax.tree.map(jnp.asarray, self.host)
     self.state = tx.init(self.params) if state is None else state
     self.step = step
@@ -130,7 +137,7 @@ class OptaxRun:
 
   def load(self, params, state, step):
     """Continues from ``params`` (dict), this optax state, this step."""
-    self.host = {k: np.asarray(params[k], np.float32) for k in NAMES}
+    self.host = {k: np.asarray(params[k], self.dtype) for k in NAMES}
     self.params = jax.tree.map(jnp.asarray, self.host)
     self.state = state
     self.step = step
@@ -144,7 +151,7 @@ class OptaxRun:
   def run(self, steps: int, grad_scale: float = 1.0):
     params, emas = [problem.flatten(self.host)], [self.ema()]
     for _ in range(steps):
-      grads = _gradient(self.host, self.step, grad_scale)
+      grads = _gradient(self.host, self.step, grad_scale, self.dtype)
       self.params, self.state = self._apply(self.params, self.state, grads)
       self.host = jax.device_get(self.params)
       self.step += 1
