@@ -125,6 +125,36 @@ def test_inside_inject_hyperparams():
       optax.apply_updates(params, updates)[0], w.numpy(), rtol=1e-6)
 
 
+def test_default_run_inside_inject_hyperparams():
+  """Issue #17: a default Keras run (momentum 0) into injected keras_rmsprop
+  used to be rejected (a momentum buffer the Keras optimizer lacks)."""
+  w = keras.Variable(np.ones(4, np.float32), name="w")
+  optimizer = keras.optimizers.RMSprop(0.01)
+  _keras_steps(optimizer, [w])
+  tx = optax.inject_hyperparams(optax_rmsprop.keras_rmsprop)(
+      learning_rate=0.01)
+  params = [w.numpy()]
+  state = optax_rmsprop.from_keras_variables(optimizer, params, tx)
+  grads = [np.linspace(-1.0, 1.0, 4).astype(np.float32)]
+  updates, state = tx.update(grads, state, params)
+  optimizer.apply(grads, [w])
+  np.testing.assert_allclose(
+      optax.apply_updates(params, updates)[0], w.numpy(), rtol=1e-6)
+  back = optax_rmsprop.to_keras_variables(state, optimizer)
+  assert len(back) == len(optimizer.variables)
+
+
+def test_a_buffer_from_a_traced_init_is_explained():
+  w = keras.Variable(np.ones(4, np.float32), name="w")
+  optimizer = keras.optimizers.RMSprop(0.01)
+  optimizer.build([w])
+  tx = optax.inject_hyperparams(optax_rmsprop.keras_rmsprop)(
+      learning_rate=0.01)
+  state = jax.jit(tx.init)([w.numpy()])
+  with pytest.raises(ValueError, match="injected momentum is 0, but tx.init"):
+    optax_rmsprop.to_keras_variables(state, optimizer, iterations=0)
+
+
 @pytest.mark.parametrize("keras_kwargs,ours,match", [
     ({"momentum": 0.9}, {}, "momentum"),
     ({}, {"momentum": 0.9}, "momentum"),

@@ -244,6 +244,30 @@ def test_inject_hyperparams_count_continues():
   assert deviation <= PLAIN_TOLERANCE
 
 
+def test_inject_hyperparams_default_run_moves_both_ways():
+  """Issue #17: a default torch run (momentum 0) into injected torch_rmsprop
+  used to be rejected ("torch has no momentum_buffer but the optax state
+  has"): inject_hyperparams' array momentum 0 kept a buffer."""
+  tx = optax.inject_hyperparams(optax_rmsprop.torch_rmsprop)(lr=LR)
+  expected, actual = _forward("plain", tx)
+  assert problem.max_relative_deviation(actual, expected) <= PLAIN_TOLERANCE
+  params = jnp.ones(3)
+  state = tx.init(params)
+  back = optax_rmsprop.to_torch_state_dict(
+      state, params, [{"params": [0], "momentum": 0, "centered": False}])
+  assert set(back["state"][0]) == {"step", "square_avg"}
+
+
+def test_a_buffer_from_a_traced_init_is_explained():
+  """The one way an injected momentum 0 still has a buffer (init traced)
+  is named as the cause, not as a momentum mismatch."""
+  tx = optax.inject_hyperparams(optax_rmsprop.torch_rmsprop)(lr=LR)
+  state = jax.jit(tx.init)(jnp.ones(3))
+  groups = [{"params": [0], "momentum": 0, "centered": False}]
+  with pytest.raises(ValueError, match="injected momentum is 0: tx.init ran"):
+    optax_rmsprop.to_torch_state_dict(state, jnp.ones(3), groups)
+
+
 def test_chained_with_clipping_and_a_fresh_torch_parameter():
   """State is found by type inside a chain; a parameter torch never updated
   (no gradient yet: empty torch state) keeps the initial zeros."""

@@ -1,7 +1,10 @@
 """Preset argument checks, and the presets under jit with schedules."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -78,25 +81,103 @@ def test_zero_schedule_is_a_no_op_under_jit(make):
   assert not jnp.array_equal(after_second["w"], params["w"])
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_inject_hyperparams_under_jit(momentum):
-  """Injected (array) momentum and weight decay, even 0, keep one structure."""
-  tx = optax.inject_hyperparams(optax_rmsprop.torch_rmsprop)(
-      lr=0.01, momentum=momentum, weight_decay=0.0)
-  plain = optax_rmsprop.torch_rmsprop(lr=0.01, momentum=momentum)
-  params = {"w": jnp.linspace(0.5, 1.5, 4)}
+P = optax_rmsprop
+# Every preset in __all__: defaults, and options that switch state on/off.
+INJECTED_CASES = [
+    (P.torch_rmsprop, {}),
+    (P.torch_rmsprop, {"momentum": 0.9}),
+    (P.torch_rmsprop, {"weight_decay": 0.1, "centered": True}),
+    (P.torch_rmsprop, {"momentum": 0.5, "weight_decay": 0.0, "maximize": True}),
+    (P.keras_rmsprop, {}),
+    (P.keras_rmsprop, {"momentum": 0.9, "weight_decay": 0.004}),
+    (P.keras_rmsprop, {"momentum": 0.0, "clipnorm": 0.0}),
+    (P.keras_rmsprop, {"global_clipnorm": 1.0, "centered": True}),
+    (P.keras_rmsprop, {"clipvalue": 0.0, "use_ema": True}),
+    (P.tf1_rmsprop, {"learning_rate": 0.01}),
+    (P.tf1_rmsprop, {"learning_rate": 0.01, "momentum": 0.9}),
+    (P.tf1_rmsprop, {"learning_rate": 0.01, "sparse": True}),
+    (P.timm_rmsprop_tf, {}),
+    (P.timm_rmsprop_tf, {"weight_decay": 0.1}),
+    (P.timm_rmsprop_tf, {"weight_decay": 0.1, "decoupled_decay": True}),
+    (P.timm_rmsprop_tf, {"momentum": 0.9, "caution": True}),
+    (P.timm_rmsprop_tf, {
+        "momentum": 0.9, "lr_in_momentum": False, "weight_decay": 0.01}),
+    (P.dqn_rmsprop, {}),
+    (P.dqn_rmsprop, {"weight_cost": 0.01}),
+]
 
-  def run(tx):
-    @jax.jit
-    def step(params, state):
-      grads = jax.tree.map(jnp.sin, params)
-      updates, state = tx.update(grads, state, params)
-      return optax.apply_updates(params, updates), state
 
-    p, state = params, tx.init(params)
-    for _ in range(3):
-      p, state = step(p, state)
-    return p["w"]
+def _injected_values(preset, kwargs):
+  """The Python numbers ``optax.inject_hyperparams`` injects for ``kwargs``
+  (defaults applied), rounded to the float32 arrays it makes of them."""
+  bound = inspect.signature(preset).bind(**kwargs)
+  bound.apply_defaults()
+  return {
+      k: float(np.float32(v)) if isinstance(v, float) else v
+      for k, v in bound.arguments.items()
+  }
 
-  # Injected alpha is a float32 array, so 1 - alpha rounds differently.
-  assert jnp.allclose(run(tx), run(plain), rtol=1e-5, atol=0)
+
+def _structure_and_dtypes(state):
+  return jax.tree.structure(state), [
+      jnp.result_type(x) for x in jax.tree.leaves(state)]
+
+
+def _jitted_run(tx, params, steps=4):
+  @jax.jit
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, updates
+
+  state, history = tx.init(params), []
+  for i in range(steps):  # row 1 of "e" gets no gradient at odd steps
+    grads = jax.tree.map(lambda p, i=i: jnp.sin(p * (i + 1)) * (i % 2 == 0
+        or jnp.arange(p.shape[0]).reshape((-1,) + (1,) * (p.ndim - 1)) != 1),
+        params)
+    params, state, updates = step(params, state, grads)
+    history.append(updates)
+  return state, history
+
+
+@pytest.mark.parametrize(
+    "preset,kwargs", INJECTED_CASES,
+    ids=[f"{p.__name__}-{k}" for p, k in INJECTED_CASES])
+def test_injected_hyperparameters_give_the_plain_state_and_numbers(
+    preset, kwargs):
+  """Issue #17: inject_hyperparams(preset) must be the preset. It used to
+  build another optimizer: a momentum buffer for momentum 0, coupled decay
+  on for weight_decay 0 (update then needed params), clipping at 0."""
+  params = {"w": jnp.linspace(0.5, 1.5, 6).reshape(2, 3),
+            "e": jnp.linspace(-1.0, 1.0, 8).reshape(4, 2)}
+  injected = optax.inject_hyperparams(preset)(**kwargs)
+  for plain_kwargs in (kwargs, _injected_values(preset, kwargs)):
+    plain = preset(**plain_kwargs)
+    assert _structure_and_dtypes(injected.init(params).inner_state) == (
+        _structure_and_dtypes(plain.init(params)))
+  # Bit for bit with the values inject_hyperparams holds (float32: a Python
+  # 0.99 gives 1 - 0.99 rounded from float64, as PyTorch computes it).
+  plain_state, plain_updates = _jitted_run(plain, params)
+  injected_state, injected_updates = _jitted_run(injected, params)
+  assert _structure_and_dtypes(injected_state.inner_state) == (
+      _structure_and_dtypes(plain_state))
+  for a, b in zip(jax.tree.leaves((plain_updates, plain_state)),
+                  jax.tree.leaves((injected_updates,
+                                   injected_state.inner_state))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_momentum_for_a_state_without_its_buffer_is_named():
+  """A state initialised with momentum 0 has no buffer: a nonzero value at
+  update is an error naming momentum, not a tree mismatch."""
+  params = {"w": jnp.ones(3)}
+  state = optax_rmsprop.torch_rmsprop().init(params)
+  with pytest.raises(ValueError, match="^momentum=0.9, but .* momentum=0"):
+    optax_rmsprop.torch_rmsprop(momentum=0.9).update(params, state, params)
+
+
+def test_injected_weight_decay_zero_needs_no_params():
+  """Coupled decay is off for weight_decay 0, injected or not."""
+  tx = optax.inject_hyperparams(optax_rmsprop.torch_rmsprop)()
+  params = {"w": jnp.ones(3)}
+  updates, _ = jax.jit(tx.update)(params, tx.init(params))
+  assert jnp.all(jnp.isfinite(updates["w"]))

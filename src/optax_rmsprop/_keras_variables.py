@@ -299,6 +299,9 @@ def to_keras_variables(
     elif isinstance(node, _INJECTED):
       if not inside_multisteps:
         counts["calls"] = node.count
+      found.injected_momentum = node.hyperparams.get(
+          "momentum", found.injected_momentum
+      )
       walk(node.inner_state, inside_multisteps)
     elif isinstance(node, _keras_transforms.EmaParamsState):
       found.ema += 1
@@ -365,6 +368,20 @@ class _Found:
   def __init__(self):
     self.rms = self.trace = self.ema = self.multisteps = 0
     self.centered = False
+    self.injected_momentum = None  # inject_hyperparams' value, if any
+
+  def _why_trace(self, keras_has: bool) -> str:
+    """The likely cause of a momentum buffer mismatch, for the message."""
+    if keras_has:
+      return " (keras_rmsprop has one only where tx.init saw momentum > 0)"
+    value = self.injected_momentum
+    if value is not None and not isinstance(value, jax.core.Tracer):
+      if not np.asarray(value).any():
+        return (
+            " (its injected momentum is 0, but tx.init ran under jax.jit or"
+            " jax.eval_shape, where that value is traced: call it eagerly)"
+        )
+    return ""
 
   def check(self, keras: "_Layout") -> None:
     if self.rms != 1:
@@ -388,8 +405,9 @@ class _Found:
         ),
     ]:
       if count != int(keras.has(block)):
+        why = self._why_trace(keras.has(block)) if block == "momentum" else ""
         raise ValueError(
-            f"the state has {count} x {what} but the Keras optimizer"
+            f"the state has {count} x {what}{why} but the Keras optimizer"
             f" {'has' if keras.has(block) else 'has no'} {block} variables:"
             f" build both with the same {argument}"
         )

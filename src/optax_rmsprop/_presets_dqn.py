@@ -87,12 +87,17 @@ def dqn_rmsprop(
   _validation.check_interval("decay", decay, 0.0, 1.0)
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_cost", weight_cost)
-  return _rmsprop.rmsprop(
-      learning_rate=learning_rate,
-      decay=decay,
-      eps=eps,
-      initial_scale=0.0,
-      eps_in_sqrt=True,
-      centered=True,
-      coupled_weight_decay=_presets_args.unless_off(weight_cost),
-  )
+
+  def build(on: dict[str, bool]):
+    return _rmsprop.rmsprop(
+        learning_rate=learning_rate,
+        decay=decay,
+        eps=eps,
+        initial_scale=0.0,
+        eps_in_sqrt=True,
+        centered=True,
+        coupled_weight_decay=weight_cost if on["weight_cost"] else None,
+    )
+
+  # No decay for weight_cost 0, decided by init (also for an injected value).
+  return _presets_args.init_decides(build, weight_cost=weight_cost)

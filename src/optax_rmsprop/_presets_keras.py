@@ -218,21 +218,34 @@ def keras_rmsprop(
     # Keras calls the schedule with its call count, not the update count.
     schedule = learning_rate
     learning_rate = lambda count: schedule((count + 1) * steps_k - 1)
-  core = _rmsprop.rmsprop(
-      learning_rate=learning_rate,
-      decay=rho,
-      eps=epsilon,
-      initial_scale=0.0,
-      eps_in_sqrt=True,
-      centered=centered,
-      momentum=_presets_args.unless_off(momentum),
-      lr_in_momentum=True,
-      decoupled_weight_decay=weight_decay,
-      weight_decay_mask=_weight_decay_mask(exclude_from_weight_decay),
-  )
+  weight_decay_mask = _weight_decay_mask(exclude_from_weight_decay)
+
+  def build(on: dict[str, bool]):
+    rms = _rmsprop.rmsprop(
+        learning_rate=learning_rate,
+        decay=rho,
+        eps=epsilon,
+        initial_scale=0.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=momentum if on["momentum"] else None,
+        lr_in_momentum=True,
+        decoupled_weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask,
+    )
+    if clip is None or not on[clip[0]]:
+      return rms
+    return optax.chain(clip[2], rms)
+
+  # No buffer for momentum 0 and no clipping at 0, decided by init (also for
+  # injected values): the clip, then the step.
+  switches = {"momentum": momentum}
+  if clip is not None:
+    switches[clip[0]] = clip[1]
+  core = _presets_args.init_decides(build, **switches)
   # Keras' order (base_optimizer.apply, backend/jax/optimizer.py): unscale;
   # accumulate, and on an updating call average, clip, decay and step; EMA.
-  update = [core] if clip is None else [clip, core]
+  update = [core]
   if steps_k is not None:
     # Keras sums, then divides by k; the sum in the params' dtype, as Keras'
     # accumulators (optax.MultiSteps' float32 sum is off Keras in float64).
@@ -256,7 +269,8 @@ def keras_rmsprop(
 
 
 def _clip(clipnorm, clipvalue, global_clipnorm):
-  """The clipping transform Keras' ``_clip_gradients`` applies, or None."""
+  """(argument, value, the clipping transform Keras' ``_clip_gradients``
+  applies for it), or None where none is set."""
   given = {
       "clipnorm": clipnorm,
       "clipvalue": clipvalue,
@@ -270,13 +284,15 @@ def _clip(clipnorm, clipvalue, global_clipnorm):
     )
   for arg, value in given.items():
     _validation.check_nonnegative(arg, value)
-  if _presets_args.unless_off(clipnorm) is not None:
-    return _keras_transforms.clip_by_leaf_norm(clipnorm)
-  if _presets_args.unless_off(global_clipnorm) is not None:
-    return optax.clip_by_global_norm(global_clipnorm)
-  if _presets_args.unless_off(clipvalue) is not None:
-    return optax.clip(clipvalue)
-  return None  # none set, or 0: Keras clips only for a threshold > 0
+  clips = {
+      "clipnorm": _keras_transforms.clip_by_leaf_norm,
+      "global_clipnorm": optax.clip_by_global_norm,
+      "clipvalue": optax.clip,
+  }
+  for arg, value in given.items():
+    # Keras clips only for a threshold > 0: init decides, from the value.
+    return arg, value, clips[arg](value)
+  return None  # none set
 
 
 def _check_positive(arg: str, value) -> None:

@@ -51,7 +51,9 @@ def tf1_rmsprop(
   arithmetic and differs only in float32 rounding: measured against real
   TensorFlow 2.21 over 500 steps, the parameters agree to a relative 1e-6,
   and 2.6e-6 when centered (see ``docs/porting.md``). TF1 keeps a momentum
-  slot even for ``momentum=0``; here there is none (the update is the same).
+  slot even for ``momentum=0``; here there is none (the update is the same),
+  for an ``optax.inject_hyperparams`` momentum too (``tx.init`` decides, see
+  :func:`torch_rmsprop`).
   A ``learning_rate`` tensor that depends on ``global_step``
   (``tf.train.exponential_decay``, ...) becomes an optax schedule of the
   update count.
@@ -121,18 +123,6 @@ def tf1_rmsprop(
   _validation.check_interval("decay", decay, 0.0, 1.0)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
   _validation.check_nonnegative("epsilon", epsilon)
-  tx = _rmsprop.rmsprop(
-      learning_rate=learning_rate,
-      decay=decay,
-      eps=epsilon,
-      initial_scale=1.0,
-      eps_in_sqrt=True,
-      centered=centered,
-      momentum=_presets_args.unless_off(momentum),
-      lr_in_momentum=True,
-  )
-  if sparse is False:
-    return tx
   if not isinstance(sparse, bool) and (
       _validation.is_number_like(sparse) or isinstance(sparse, str)
   ):
@@ -140,4 +130,21 @@ def tf1_rmsprop(
         "sparse must be a bool, a tree of bools with the params' structure"
         f" or a function of the gradients returning one, got {sparse!r}"
     )
-  return _lazy_rows._lazy(tx, None if sparse is True else sparse, "sparse")
+
+  def build(on: dict[str, bool]):
+    tx = _rmsprop.rmsprop(
+        learning_rate=learning_rate,
+        decay=decay,
+        eps=epsilon,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=momentum if on["momentum"] else None,
+        lr_in_momentum=True,
+    )
+    if sparse is False:
+      return tx
+    return _lazy_rows._lazy(tx, None if sparse is True else sparse, "sparse")
+
+  # No buffer for momentum 0, decided by init (also for an injected value).
+  return _presets_args.init_decides(build, momentum=momentum)

@@ -219,35 +219,42 @@ def timm_rmsprop_tf(
           "corrected_weight_decay needs a positive max lr (timm: the lr the"
           f" optimizer was constructed with), got {peak!r}"
       )
-  decay = _presets_args.unless_off(weight_decay)
-  beta = _presets_args.unless_off(momentum)
-  coupled = None if decoupled_decay else decay
-  decoupled = decay if decoupled_decay else None
-  use_caution = caution and beta is not None
-  # Caution masks the final update, so coupled decay must come before it,
-  # outside the cautious part; otherwise rmsprop's own coupled decay does.
-  inner_coupled = None if use_caution else coupled
-  step = _rmsprop.rmsprop(
-      learning_rate=lr,
-      decay=alpha,
-      eps=eps,
-      initial_scale=1.0,
-      eps_in_sqrt=True,
-      centered=centered,
-      momentum=beta,
-      lr_in_momentum=lr_in_momentum,
-      coupled_weight_decay=inner_coupled,
-  )
-  if not use_caution and decoupled is None:
-    return step
-  steps = []
-  if use_caution and coupled is not None:
-    steps.append(_transforms.add_coupled_weight_decay(coupled))
-  steps.append(_caution.cautious(step) if use_caution else step)
-  if decoupled is not None:
-    steps.append(
-        _multiplicative_decay(
-            _decay_learning_rate(lr, corrected_weight_decay, max_lr), decoupled
-        )
+  decay_lr = None  # the lr of the decoupled decay, checked now
+  if decoupled_decay and _presets_args.known_on(weight_decay) is not False:
+    decay_lr = _decay_learning_rate(lr, corrected_weight_decay, max_lr)
+
+  def build(on: dict[str, bool]):
+    decay = weight_decay if on["weight_decay"] else None
+    beta = momentum if on["momentum"] else None
+    coupled = None if decoupled_decay else decay
+    decoupled = decay if decoupled_decay else None
+    use_caution = caution and beta is not None
+    # Caution masks the final update, so coupled decay must come before it,
+    # outside the cautious part; otherwise rmsprop's own coupled decay does.
+    inner_coupled = None if use_caution else coupled
+    step = _rmsprop.rmsprop(
+        learning_rate=lr,
+        decay=alpha,
+        eps=eps,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+        centered=centered,
+        momentum=beta,
+        lr_in_momentum=lr_in_momentum,
+        coupled_weight_decay=inner_coupled,
     )
-  return optax.chain(*steps)
+    if not use_caution and decoupled is None:
+      return step
+    steps = []
+    if use_caution and coupled is not None:
+      steps.append(_transforms.add_coupled_weight_decay(coupled))
+    steps.append(_caution.cautious(step) if use_caution else step)
+    if decoupled is not None:
+      steps.append(_multiplicative_decay(decay_lr, decoupled))
+    return optax.chain(*steps)
+
+  # No buffer (and so no caution) for momentum 0 and no decay for
+  # weight_decay 0, decided by init (also for injected values).
+  return _presets_args.init_decides(
+      build, momentum=momentum, weight_decay=weight_decay
+  )

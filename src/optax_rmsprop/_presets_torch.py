@@ -54,8 +54,12 @@ def torch_rmsprop(
   ``initial_scale=0``, ``eps_in_sqrt=False``, ``lr_in_momentum=False``,
   ``coupled_weight_decay=weight_decay`` and ``maximize``, wrapped in
   ``optax.contrib.split_real_and_imaginary``; like PyTorch it has a momentum
-  buffer only for ``momentum > 0`` (a jax array, e.g. from
-  ``optax.inject_hyperparams``, always gets one).
+  buffer only for ``momentum > 0``. That is decided by ``init``, also for
+  values ``optax.inject_hyperparams`` injects as arrays (from the value when
+  ``init`` runs eagerly, as usual; a traced value counts as nonzero), and
+  ``update`` follows the state, so injected and plain hyperparameters give
+  the same state and the same updates; a state initialised with momentum
+  (or weight_decay) 0 cannot take a nonzero one later (ValueError).
 
   **Complex parameters** follow PyTorch (``torch.view_as_real``): the real and
   imaginary parts are two real parameters, each with its own running
@@ -136,20 +140,28 @@ def torch_rmsprop(
   _validation.check_nonnegative("eps", eps)
   _validation.check_nonnegative("weight_decay", weight_decay)
   _validation.check_interval("momentum", momentum, 0.0, 1.0, high_open=True)
-  real_rmsprop = _rmsprop.rmsprop(
-      learning_rate=lr,
-      decay=alpha,
-      eps=eps,
-      initial_scale=0.0,
-      eps_in_sqrt=False,
-      centered=centered,
-      momentum=_presets_args.unless_off(momentum),
-      lr_in_momentum=False,
-      coupled_weight_decay=_presets_args.unless_off(weight_decay),
-      maximize=maximize,
-  )
-  return optax.with_extra_args_support(
-      optax.contrib.split_real_and_imaginary(real_rmsprop)
+
+  def build(on: dict[str, bool]):
+    real_rmsprop = _rmsprop.rmsprop(
+        learning_rate=lr,
+        decay=alpha,
+        eps=eps,
+        initial_scale=0.0,
+        eps_in_sqrt=False,
+        centered=centered,
+        momentum=momentum if on["momentum"] else None,
+        lr_in_momentum=False,
+        coupled_weight_decay=weight_decay if on["weight_decay"] else None,
+        maximize=maximize,
+    )
+    return optax.contrib.split_real_and_imaginary(real_rmsprop)
+
+  # Like PyTorch, no buffer for momentum 0 and no decay for weight_decay 0,
+  # decided by init also for injected (array) values.
+  return _presets_args.init_decides(
+      build,
+      momentum=momentum,
+      weight_decay=weight_decay,
   )
 
 

@@ -196,7 +196,36 @@ def _leaf_paths(params) -> List[str]:
   return [jax.tree_util.keystr(path) or "(the params)" for path, _ in flat]
 
 
-def _check_buffers(k, torch_id, path, has, group_or_state, what) -> None:
+def _injected_zero_momentum(opt_state) -> bool:
+  """Whether an ``inject_hyperparams`` state in ``opt_state`` holds a
+  concrete momentum of 0."""
+  is_inject = lambda x: isinstance(x, _INJECT_STATES)  # noqa: E731
+  for node in jax.tree.leaves(opt_state, is_leaf=is_inject):
+    momentum = node.hyperparams.get("momentum") if is_inject(node) else None
+    if momentum is not None and not isinstance(momentum, jax.core.Tracer):
+      if not np.asarray(momentum).any():
+        return True
+  return False
+
+
+def _why(theirs: bool, field: str, zero_injected: bool) -> str:
+  """The likely cause of a momentum buffer mismatch, for the message."""
+  if field != "trace":
+    return ""
+  if theirs:
+    return " (torch_rmsprop has a buffer only where tx.init saw momentum > 0)"
+  if zero_injected:
+    return (
+        " although its injected momentum is 0: tx.init ran under jax.jit or"
+        " jax.eval_shape, where the injected value is traced, so it kept one;"
+        " call tx.init eagerly"
+    )
+  return ""
+
+
+def _check_buffers(
+    k, torch_id, path, has, group_or_state, what, zero_injected=False
+) -> None:
   """Raises unless the optax state has momentum / grad_avg as torch does."""
   for torch_key, field, option in (
       ("momentum_buffer", "trace", "momentum > 0"),
@@ -214,7 +243,8 @@ def _check_buffers(k, torch_id, path, has, group_or_state, what) -> None:
       raise ValueError(
           f"torch parameter {torch_id} (params leaf {path}):"
           f" {'torch has' if theirs else 'torch has no'} {torch_key} but the"
-          f" optax state {'has' if ours else 'has none'}; build the optax"
+          f" optax state {'has' if ours else 'has none'}"
+          f"{_why(theirs, field, zero_injected)}; build the optax"
           f" optimizer with the same {option} as the torch one"
       )
 
@@ -324,7 +354,15 @@ def from_torch_state_dict(
     entry = torch_state.get(torch_id, torch_state.get(str(torch_id), {}))
     if not entry:
       continue
-    _check_buffers(k, torch_id, paths[k], has, entry, "state")
+    _check_buffers(
+        k,
+        torch_id,
+        paths[k],
+        has,
+        entry,
+        "state",
+        _injected_zero_momentum(opt_state),
+    )
     steps[k] = int(_numpy(entry["step"]))
     for torch_key, field in _KEYS:
       if field not in has[k]:
@@ -504,7 +542,15 @@ def to_torch_state_dict(
 
   state = {}
   for k, torch_id in enumerate(ids):
-    _check_buffers(k, torch_id, paths[k], has, group_of[torch_id], "group")
+    _check_buffers(
+        k,
+        torch_id,
+        paths[k],
+        has,
+        group_of[torch_id],
+        "group",
+        _injected_zero_momentum(opt_state),
+    )
     scopes = [
         counter
         for counter in counters
