@@ -177,6 +177,33 @@ def test_mask_selects_the_lazy_leaves():
     assert np.all(np.asarray(u_dense["table"])[zero] != 0)  # momentum
 
 
+@pytest.mark.parametrize("as_function", [False, True])
+def test_a_prefix_mask_is_the_full_mask(as_function):
+  """Issue #17: a mask that is a tree prefix of the params (one bool for a
+  whole subtree, as optax.masked takes) passed the check, then crashed at
+  update; it must select what the full mask does."""
+  params = {"emb": _params(1), "dense": _params(2)}
+  rng = np.random.default_rng(4)
+  grads = {"emb": _sparse_grads(rng), "dense": _sparse_grads(rng)}
+  prefix = {"emb": True, "dense": False}
+  full = {"emb": jax.tree.map(lambda _: True, params["emb"]),
+          "dense": jax.tree.map(lambda _: False, params["dense"])}
+  inner = optax_rmsprop.rmsprop(0.1, momentum=0.9)
+  runs = []
+  for mask in (prefix, full):
+    tx = optax_rmsprop.lazy_rows(
+        inner, (lambda _, m=mask: m) if as_function else mask)
+    state = tx.init(params)
+    for g in (jax.tree.map(jnp.ones_like, grads), grads):
+      updates, state = jax.jit(tx.update)(g, state, params)
+    runs.append((updates, state))
+  jax.tree.map(np.testing.assert_array_equal, *runs)
+  zero = _rows_zero(grads["emb"]["table"])
+  assert np.all(np.asarray(runs[0][0]["emb"]["table"])[zero] == 0)
+  zero = _rows_zero(grads["dense"]["table"])
+  assert np.all(np.asarray(runs[0][0]["dense"]["table"])[zero] != 0)  # β m
+
+
 def test_none_gradient_leaves_pass_through():
   params = {"a": jnp.ones((4, 3)), "b": jnp.ones(2)}
   tx = optax_rmsprop.lazy_rows(optax_rmsprop.rmsprop(0.1, momentum=0.9))

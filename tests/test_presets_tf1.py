@@ -318,3 +318,31 @@ def test_a_looked_up_row_with_zero_gradient_is_the_one_difference():
   np.testing.assert_allclose(
       np.asarray(optax.apply_updates(jnp.asarray(table), updates)),
       SPARSE["zero_lookup_table"], rtol=1e-7)
+
+
+def test_sparse_prefix_mask():
+  """Issue #17: ``sparse`` with one bool per subtree (a tree prefix of the
+  params, as optax.masked takes) passed the check, then crashed at update;
+  it must update what the same mask written out per leaf does."""
+  params = {"emb": {"table": jnp.ones((5, 3)), "pos": jnp.ones((4, 3))},
+            "dense": {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}}
+  grads = {"emb": {"table": jnp.zeros((5, 3)).at[1].set(0.5),
+                   "pos": jnp.zeros((4, 3)).at[0].set(-1.0)},
+           "dense": {"w": jnp.zeros((3, 2)).at[2].set(2.0),
+                     "b": jnp.ones(2)}}
+  prefix = {"emb": True, "dense": False}
+  full = {"emb": {"table": True, "pos": True},
+          "dense": {"w": False, "b": False}}
+  runs = []
+  for sparse in (prefix, full):
+    tx = optax_rmsprop.tf1_rmsprop(0.1, momentum=0.9, sparse=sparse)
+    state = tx.init(params)
+    for _ in range(3):
+      updates, state = jax.jit(tx.update)(grads, state, params)
+    runs.append((updates, state))
+  jax.tree.map(np.testing.assert_array_equal, *runs)
+  assert np.all(np.asarray(runs[0][0]["emb"]["table"])[0] == 0)  # lazy
+  assert np.all(np.asarray(runs[0][0]["dense"]["w"])[0] == 0)  # zero grad
+  nu = optax.tree.get(runs[0][1], "nu")
+  assert np.all(np.asarray(nu["emb"]["table"])[0] == 1)  # kept at nu_0
+  assert np.all(np.asarray(nu["dense"]["w"])[0] < 1)  # dense: decayed

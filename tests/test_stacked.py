@@ -223,3 +223,45 @@ def test_empty_and_none_params():
   state = tx.init({"a": jnp.ones(2), "frozen": None})
   updates, _ = tx.update({"a": jnp.ones(2), "frozen": None}, state)
   assert updates["frozen"] is None and updates["a"].shape == (2,)
+
+
+@pytest.mark.parametrize("inner", ["lazy_rows", "tf1_sparse"])
+def test_lazy_rows_inside_judges_each_params_rows(inner):
+  """Issue #17: stack_leaves(lazy_rows(tx)) was silently not lazy: rows were
+  judged along the stacking axis (a whole leaf), so a zero row of a table
+  still decayed and coasted on momentum. The rows are each param's own."""
+  make = {
+      "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+          optax_rmsprop.rmsprop(0.1, momentum=0.9, centered=True)),
+      "tf1_sparse": lambda: optax_rmsprop.tf1_rmsprop(
+          0.1, momentum=0.9, sparse=True),
+  }[inner]
+  rng = np.random.default_rng(0)
+  params = {f"t{i}": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+            for i in range(3)}
+  params["s"] = jnp.float32(0.5)  # no rows: dense
+
+  def grads(t):
+    g = {k: np.asarray(rng.normal(size=np.shape(v)), np.float32)
+         for k, v in params.items()}
+    for k in ("t0", "t1", "t2"):
+      g[k][rng.random(5) < 0.5] = 0.0
+      g[k][(t + int(k[1])) % 5] = 0.0  # a zero row in every table
+    return g
+
+  all_grads = [jax.tree.map(jnp.ones_like, params)] + [
+      grads(t) for t in range(4)]
+  runs = []
+  for tx in (make(), optax_rmsprop.stack_leaves(make())):
+    state = tx.init(params)
+    history = []
+    for g in all_grads:
+      updates, state = jax.jit(tx.update)(g, state, params)
+      history.append(updates)
+    runs.append(history)
+  for t, (lazy, stacked, g) in enumerate(zip(*runs, all_grads)):
+    assert_same_up_to_fma(stacked, lazy)
+    for k in ("t0", "t1", "t2") if t else ():
+      zero = np.all(g[k] == 0, axis=1)
+      assert zero.any()
+      np.testing.assert_array_equal(np.asarray(stacked[k])[zero], 0.0)

@@ -8,30 +8,36 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_rmsprop import _stacked
 from optax_rmsprop import _trees
 
 # Marks a leaf that is updated densely (a Python bool is a pytree leaf).
 _DENSE = False
 
 
-def _row_activity(updates: Any, mask: Any) -> Any:
-  """Per leaf: a bool vector (one entry per row) or _DENSE.
+def _row_activity(updates: Any, mask: Any, axis: int) -> Any:
+  """Per leaf: a bool array (one entry per row) or _DENSE.
 
-  A row is active when any entry of its gradient is nonzero (NaN counts as
-  nonzero, so it still propagates). Leaves with no rows (0-d) and leaves
-  the mask excludes are dense; None gradient leaves stay None.
+  A row is an index along ``axis`` (1 where the leaves are stacked params,
+  inside stack_leaves, whose rows each leaf's activity then holds). It is
+  active when any entry of its gradient is nonzero (NaN counts as nonzero,
+  so it still propagates). Leaves with no rows (0-d params) and leaves the
+  mask excludes are dense; None gradient leaves stay None.
   """
   if mask is None:
-    mask = jax.tree.map(lambda _: True, updates)
+    mask = True
   elif callable(mask):
     mask = mask(updates)
+  # A mask may be a prefix of the tree (a bool for a whole subtree), as in
+  # optax.masked: one bool per leaf from here on.
+  mask = _trees.broadcast_prefix(mask, updates)
 
   def activity(g, lazy):
     if g is None:
       return None
-    if not lazy or jnp.ndim(g) == 0:
+    if not lazy or jnp.ndim(g) <= axis:
       return _DENSE
-    return jnp.any(g != 0, axis=tuple(range(1, jnp.ndim(g))))
+    return jnp.any(g != 0, axis=tuple(range(axis + 1, jnp.ndim(g))))
 
   is_none = lambda x: x is None
   return jax.tree.map(activity, updates, mask, is_leaf=is_none)
@@ -41,14 +47,14 @@ def _keep_inactive_rows(new, old, active):
   """``new`` on active rows, ``old`` on the others (one state leaf)."""
   if active is None or active is _DENSE or new is None:
     return new
-  if jnp.ndim(new) == 0 or jnp.shape(new)[0] != active.shape[0]:
+  if tuple(jnp.shape(new)[: active.ndim]) != active.shape:
     raise ValueError(
         "lazy_rows: the inner transformation has a state leaf of shape"
         f" {jnp.shape(new)} in a slot that mirrors a parameter with"
-        f" {active.shape[0]} rows; lazy_rows needs an elementwise"
+        f" {active.shape[-1]} rows; lazy_rows needs an elementwise"
         " transformation, whose per-parameter state has the parameter's shape."
     )
-  rows = active.reshape(active.shape + (1,) * (jnp.ndim(new) - 1))
+  rows = active.reshape(active.shape + (1,) * (jnp.ndim(new) - active.ndim))
   return jnp.where(rows, new, old)
 
 
@@ -107,6 +113,12 @@ def lazy_rows(
   where the framework would have decayed them. None gradient leaves pass
   through to ``inner``.
 
+  Inside :func:`stack_leaves` (``stack_leaves(lazy_rows(inner))``), where
+  ``inner`` sees same-shape parameters stacked along a new axis 0, a row is
+  still a row of each parameter (axis 1 of the stacked arrays): the same
+  updates as without the stacking. A tree ``mask`` would have to match the
+  stacked groups there; mask outside the stacking instead.
+
   Args:
     inner: The transformation to make lazy (elementwise along axis 0).
     mask: Tree of booleans with the params' structure, or a function of the
@@ -157,7 +169,7 @@ def _lazy(inner, mask, mask_name: str):
 
   def update_fn(updates, state, params=None, **extra_args):
     _trees.check_mask(mask_name, mask, updates)
-    active = _row_activity(updates, mask)
+    active = _row_activity(updates, mask, _stacked.row_axis())
     new_updates, new_state = inner.update(updates, state, params, **extra_args)
     new_updates = jax.tree.map(
         lambda u, a: u

@@ -53,6 +53,20 @@ _MAPPING_SHARDINGS: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+# Set while stack_leaves runs its inner update: the leaves ``inner`` sees are
+# stacked params, their axis 0 the stacking axis, so a parameter's rows are
+# along axis 1 (for lazy_rows).
+_STACKED_UPDATE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stacked_update", default=False
+)
+
+
+def row_axis() -> int:
+  """The axis of a parameter's rows in the leaves an update sees now: 1
+  inside :func:`stack_leaves`, else 0."""
+  return 1 if _STACKED_UPDATE.get() else 0
+
+
 @contextlib.contextmanager
 def sharding_context(shardings: Optional[list[Any]], mapping: bool = False):
   """For :mod:`_sharding`: the params' shardings, and whether
@@ -281,12 +295,16 @@ def stack_leaves(
     if params is not None:
       param_leaves = treedef.flatten_up_to(_trees.as_arrays(params))
       stacked_params = _stack(param_leaves, state.groups)
-    stacked_updates, inner_state = inner.update(
-        _stack(leaves, state.groups),
-        state.inner_state,
-        stacked_params,
-        **extra_args,
-    )
+    token = _STACKED_UPDATE.set(True)
+    try:
+      stacked_updates, inner_state = inner.update(
+          _stack(leaves, state.groups),
+          state.inner_state,
+          stacked_params,
+          **extra_args,
+      )
+    finally:
+      _STACKED_UPDATE.reset(token)
     frozen = [[leaves[i] is None for i in g.indices] for g in state.groups]
     if any(map(any, frozen)):
       inner_state = _keep_frozen_rows(

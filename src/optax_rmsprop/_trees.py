@@ -124,6 +124,21 @@ def check_mask(name: str, mask: Any, tree: Any) -> None:
     raise TypeError(f"{name} at {path or '<root>'} must be a bool, got {m!r}")
 
 
+def broadcast_prefix(prefix: Any, tree: Any) -> Any:
+  """``prefix`` (a tree prefix of ``tree``, e.g. a mask) with each of its
+  leaves repeated over the subtree of ``tree`` it stands for: one leaf per
+  leaf of ``tree``, ``None`` leaves included, as ``optax.masked`` applies a
+  mask whose leaf covers a whole subtree."""
+  return jax.tree.map(
+      lambda leaf, subtree: jax.tree.map(
+          lambda _: leaf, subtree, is_leaf=is_none
+      ),
+      prefix,
+      tree,
+      is_leaf=is_none,
+  )
+
+
 def check_prefix(name: str, prefix: Any, tree: Any, of: str = "") -> None:
   """Raises ValueError naming ``name`` unless ``prefix`` is a tree prefix
   of ``tree`` (as ``optax.masked``/``optax.partition`` need)."""
