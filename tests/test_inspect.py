@@ -358,21 +358,88 @@ def test_stack_leaves_names_come_from_params_with_none_leaves_counted():
                             learning_rate=0.1, eps=0.0)
 
 
-def test_multi_transform_prefixes_each_state():
-  grads = gradients()
-  labels = nested({k: "fast" if k.startswith("dense") else "slow"
-                   for k in SHAPES})
-  tx = optax.multi_transform(
-      {"fast": optax_rmsprop.rmsprop(0.01),
-       "slow": optax_rmsprop.rmsprop(0.001, momentum=0.9)}, labels)
-  stats = optax_rmsprop.rms_stats(run_optax(tx, grads), eps=1e-8,
-                                  learning_rate=0.01, quantiles=(0.5,))
-  expected = by_hand(CORE["plain"], grads, quantiles=(0.5,))
+LABELS = nested({k: "fast" if k.startswith("dense") else "slow"
+                 for k in SHAPES})
+GROUP_LR = {"fast": 0.01, "slow": 0.001}
+
+
+def _by_group(stats, prefix):
+  """Each leaf's p50 step size and its group's lr, from keys
+  ``inner_states/<label>/<prefix><key>``."""
+  steps, lrs = {}, {}
   for name in SHAPES:
     label = "fast" if name.startswith("dense") else "slow"
-    key = f"step_size/{name}/p50"
-    np.testing.assert_allclose(stats[f"inner_states/{label}/inner_state/0/"
-                                     + key], expected[key], rtol=RTOL)
+    at = f"inner_states/{label}/{prefix}"
+    steps[name] = stats[f"{at}step_size/{name}/p50"]
+    lrs[label] = stats[f"{at}learning_rate"]
+  return steps, lrs
+
+
+def _expected_by_group(grads):
+  steps = {}
+  for label, lr in GROUP_LR.items():
+    config = dataclasses.replace(CORE["plain"], learning_rate=lr)
+    expected = by_hand(config, grads, quantiles=(0.5,))
+    steps.update({name: expected[f"step_size/{name}/p50"] for name in SHAPES
+                  if (label == "fast") == name.startswith("dense")})
+  return steps
+
+
+def test_multi_transform_prefixes_each_state_with_its_own_lr():
+  """Issue #17: one learning_rate was applied to every group, and this test
+  expected the slow group's (lr 0.001) step sizes at lr 0.01. A dict gives
+  each group its lr."""
+  grads = gradients()
+  tx = optax.multi_transform(
+      {"fast": optax_rmsprop.rmsprop(GROUP_LR["fast"]),
+       "slow": optax_rmsprop.rmsprop(GROUP_LR["slow"], momentum=0.9)},
+      LABELS)
+  stats = optax_rmsprop.rms_stats(run_optax(tx, grads), eps=1e-8,
+                                  learning_rate=GROUP_LR, quantiles=(0.5,))
+  steps, lrs = _by_group(stats, "inner_state/0/")
+  expected = _expected_by_group(grads)
+  for name in SHAPES:
+    np.testing.assert_allclose(steps[name], expected[name], rtol=RTOL)
+  np.testing.assert_allclose([lrs["fast"], lrs["slow"]], [0.01, 0.001])
+  # One value still applies to every group, as asked.
+  stats = optax_rmsprop.rms_stats(run_optax(tx, grads), eps=1e-8,
+                                  learning_rate=0.01, quantiles=(0.5,))
+  assert float(_by_group(stats, "inner_state/0/")[1]["slow"]) == (
+      pytest.approx(0.01))
+
+
+def test_multi_transform_of_injected_groups_reads_each_groups_lr():
+  """Each group's injected lr, and a dict may cover only some groups."""
+  grads = gradients()
+  tx = optax.multi_transform(
+      {label: optax.inject_hyperparams(optax_rmsprop.rmsprop)(lr)
+       for label, lr in GROUP_LR.items()}, LABELS)
+  state = run_optax(tx, grads)
+  expected = _expected_by_group(grads)
+  for given in (None, {"slow": GROUP_LR["slow"]}):
+    stats = optax_rmsprop.rms_stats(
+        state, learning_rate=given, quantiles=(0.5,))
+    steps, lrs = _by_group(stats, "inner_state/inner_state/0/")
+    for name in SHAPES:
+      np.testing.assert_allclose(steps[name], expected[name], rtol=RTOL)
+    np.testing.assert_allclose([lrs["fast"], lrs["slow"]], [0.01, 0.001],
+                               rtol=1e-7)
+
+
+def test_a_learning_rate_dict_must_cover_each_group():
+  grads = gradients()
+  tx = optax.multi_transform(
+      {label: optax_rmsprop.rmsprop(lr) for label, lr in GROUP_LR.items()},
+      LABELS)
+  state = run_optax(tx, grads)
+  with pytest.raises(ValueError, match="no entry for group 'slow'"):
+    optax_rmsprop.rms_stats(state, eps=1e-8, learning_rate={"fast": 0.01})
+  with pytest.raises(ValueError, match=r"learning_rate\['fast'\] must be"):
+    optax_rmsprop.rms_stats(state, eps=1e-8,
+                            learning_rate={"fast": -1.0, "slow": 0.1})
+  plain = run_optax(optax_rmsprop.rmsprop(0.01), grads)
+  with pytest.raises(ValueError, match="in no optax.partition"):
+    optax_rmsprop.rms_stats(plain, eps=1e-8, learning_rate={"fast": 0.01})
 
 
 def test_nnx_optimizer_eager_and_under_nnx_jit():

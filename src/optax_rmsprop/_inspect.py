@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -127,7 +127,32 @@ def _nearest_count(found: _Found, counters) -> Optional[jax.Array]:
   return best
 
 
+def _group(found: _Found) -> Optional[Any]:
+  """The label of the innermost ``optax.partition`` / ``multi_transform``
+  group holding the state (``inner_states[label]``), or None."""
+  label = None
+  for key, next_key in zip(found.path, found.path[1:]):
+    if getattr(key, "name", None) == "inner_states" and isinstance(
+        next_key, jax.tree_util.DictKey
+    ):
+      label = next_key.key
+  return label
+
+
 def _resolve(name: str, given: Any, found: _Found) -> Any:
+  """The value ``given`` (for ``found``'s group, where a dict of them), else
+  the one an enclosing ``inject_hyperparams`` holds, else None."""
+  if isinstance(given, Mapping):
+    label = _group(found)
+    if label in given:
+      return given[label]
+    given = None
+    if label is None:
+      raise ValueError(
+          f"rms_stats: {name} is a dict per group label, but the RMS state"
+          f" at {_label(found.path) or '<root>'} is in no optax.partition"
+          " (or multi_transform) group: pass one value for it."
+      )
   if given is not None:
     return given
   for key in _NAMES[name]:
@@ -260,7 +285,9 @@ def _quantile_stats(
 def rms_stats(
     opt_state: Any,
     *,
-    learning_rate: Optional[optax.ScalarOrSchedule] = None,
+    learning_rate: Optional[
+        Union[optax.ScalarOrSchedule, Mapping[Any, optax.ScalarOrSchedule]]
+    ] = None,
     eps: Optional[jax.typing.ArrayLike] = None,
     eps_in_sqrt: bool = True,
     decay: Optional[jax.typing.ArrayLike] = None,
@@ -314,16 +341,22 @@ def rms_stats(
     yet, or ever: their step is :math:`\eta/\sqrt\epsilon`).
 
   Several RMS states (e.g. ``optax.multi_transform``) prefix every key with
-  the state's path. Costs one sort of :math:`\nu` per leaf (two when
-  centered), or just min/max reductions when ``quantiles`` holds only 0
-  and 1; it adds nothing to the optimizer state and runs under
-  ``jax.jit`` / ``nnx.jit``.
+  the state's path, and each takes its own learning rate: its group's
+  injected one, or its group's entry of a ``learning_rate`` dict (a single
+  ``learning_rate`` given applies to all). Costs one sort of :math:`\nu`
+  per leaf (two when centered), or just min/max reductions when
+  ``quantiles`` holds only 0 and 1; it adds nothing to the optimizer state
+  and runs under ``jax.jit`` / ``nnx.jit``.
 
   Args:
     opt_state: An optimizer state, or an ``nnx.Optimizer``. Not
       ``nnx.state(optimizer)``, which turns optax's NamedTuples into dicts.
-    learning_rate: :math:`\eta`, a float or the optimizer's schedule. None:
-      ``inject_hyperparams``' ``learning_rate`` (or ``lr``).
+    learning_rate: :math:`\eta`, a float or the optimizer's schedule, for
+      every RMS state; or a dict from ``optax.partition`` /
+      ``optax.multi_transform`` group labels to each group's (groups it
+      leaves out use their injected one). None: each RMS state's enclosing
+      ``inject_hyperparams``' ``learning_rate`` (or ``lr``), which is each
+      group's own when the groups are injected separately.
     eps: :math:`\epsilon`. None: injected ``eps`` (or ``epsilon``).
     eps_in_sqrt: As given to the optimizer: True for :func:`rmsprop`'s
       default and every preset except :func:`torch_rmsprop` (False).
@@ -369,9 +402,15 @@ def rms_stats(
     `optax#312 <https://github.com/google-deepmind/optax/issues/312>`_
     (reading the learning rate out of a state).
   """
-  _validation.check_nonnegative(
-      "learning_rate", learning_rate, optional=True, schedule=True
-  )
+  if isinstance(learning_rate, Mapping):
+    for label, value in learning_rate.items():
+      _validation.check_nonnegative(
+          f"learning_rate[{label!r}]", value, schedule=True
+      )
+  else:
+    _validation.check_nonnegative(
+        "learning_rate", learning_rate, optional=True, schedule=True
+    )
   _validation.check_nonnegative("eps", eps, optional=True)
   _validation.check_interval("decay", decay, 0.0, 1.0, optional=True)
   _validation.check_flag("eps_in_sqrt", eps_in_sqrt)
@@ -443,6 +482,12 @@ def _one_state(
   """The statistics of one RMS state (see :func:`rms_stats`)."""
   state = found.state
   lr = _resolve("learning_rate", learning_rate, found)
+  if lr is None and isinstance(learning_rate, Mapping):
+    raise ValueError(
+        f"rms_stats: learning_rate has no entry for group {_group(found)!r}"
+        f" (it has {sorted(map(repr, learning_rate))}), and its state does"
+        " not hold one (optax.inject_hyperparams)."
+    )
   if lr is None:
     raise _missing("learning_rate", "1e-3 or a schedule")
   if callable(lr):

@@ -17,13 +17,18 @@ import optax
 def _placeholder() -> Any:
   """The object :func:`optax.tree.map_params` passes to ``init``."""
   seen = []
-  optax.tree.map_params(lambda params: seen.append(params) or (), id, ())
+
+  def init(params):
+    seen.append(params)
+    return ()
+
+  optax.tree.map_params(init, id, ())
   return seen[0]
 
 
 # A childless pytree node standing for the params: ``tx.init`` run on it
 # returns the state with one in each slot that mirrors the params.
-ParamsPlaceholder: type = type(_placeholder())
+ParamsPlaceholder: Any = type(_placeholder())
 
 
 def params_placeholder() -> Any:
@@ -33,7 +38,7 @@ def params_placeholder() -> Any:
 
 # The (real, imaginary) pair that optax.contrib.split_real_and_imaginary
 # stores for each complex leaf: the state of optax.trace on a complex param.
-SplitRealAndImaginaryArrays: type = type(
+SplitRealAndImaginaryArrays: Any = type(
     optax.contrib.split_real_and_imaginary(optax.trace(0.0))
     .init(jnp.zeros((), jnp.complex64))
     .inner_state.trace
@@ -41,4 +46,4 @@ SplitRealAndImaginaryArrays: type = type(
 
 # The per-schedule state (``count``) that optax.inject_hyperparams keeps in
 # ``hyperparams_states`` for a schedule of the count (optax.WrappedSchedule).
-WrappedScheduleState: type = type(optax.WrappedSchedule(lambda count: 0).init())
+WrappedScheduleState: Any = type(optax.WrappedSchedule(lambda count: 0).init())
