@@ -183,6 +183,10 @@ def _transform(family: Family, h: dict) -> optax.GradientTransformation:
       centered=family.centered,
       bias_correction=family.bias_correction,
       maximize=family.maximize,
+      # The reference clamps the centered variance at 0: the safe path.
+      # (The default is optax's program, where rounding can make it
+      # negative: NaN; test_bit_identity.py holds it to optax's bits.)
+      safe_numerics=family.centered,
   )
   if MOMENTUM[family.momentum] is not None:
     nesterov, lr_in = MOMENTUM[family.momentum]

@@ -49,7 +49,7 @@ CONFIGS = {
 def test_finite_and_dtype_stable(dtype, kind, config):
   with jax.enable_x64(dtype == "float64"):
     dtype = jnp.dtype(dtype)
-    tx = optax_rmsprop.rmsprop(1e-3, **CONFIGS[config])
+    tx = optax_rmsprop.rmsprop(1e-3, safe_numerics=True, **CONFIGS[config])
     params = jnp.ones(6, dtype)
     state = tx.init(params)
     init_types = jax.tree.map(lambda x: x.dtype, state)
@@ -80,6 +80,32 @@ def test_finite_and_dtype_stable(dtype, kind, config):
       assert np.any(as_numpy(updates[8]) != 0)  # the ordinary step moves
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("kind", ["zero", "constant", "huge", "tiny"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_default_is_optax_bit_for_bit_non_finite_included(dtype, kind, config):
+  """Without safe_numerics, float32/float64 run optax's own program: the
+  same bits as optax.rmsprop on hostile gradients, NaN and inf included
+  (assert_array_equal matches NaN with NaN), state and updates."""
+  with jax.enable_x64(dtype == "float64"):
+    dtype = jnp.dtype(dtype)
+    grads = jnp.stack([hostile_gradient(kind, dtype, i) for i in range(8)]
+                      + [jnp.full(6, 0.5, dtype)])
+    outputs = []
+    for make in (optax_rmsprop.rmsprop, optax.rmsprop):
+      tx = make(1e-3, **CONFIGS[config])
+      params = jnp.ones(6, dtype)
+
+      def body(carry, g, tx=tx):
+        params, state = carry
+        updates, state = tx.update(g, state, params)
+        return (optax.apply_updates(params, updates), state), updates
+
+      outputs.append(jax.jit(lambda p, s, body=body: jax.lax.scan(
+          body, (p, s), grads))(params, tx.init(params)))
+    jax.tree.map(np.testing.assert_array_equal, *outputs)
+
+
 @pytest.mark.parametrize("centered", [False, True])
 @pytest.mark.parametrize("eps_in_sqrt", [True, False])
 def test_overflowing_square_gives_zero_update_then_recovers(
@@ -91,7 +117,8 @@ def test_overflowing_square_gives_zero_update_then_recovers(
   kwargs = dict(learning_rate=0.1, centered=centered, eps_in_sqrt=eps_in_sqrt)
   g_huge = jnp.array([1e20, -1e20, 1.0], jnp.float32)
   g_ok = jnp.array([1.0, -1.0, 1.0], jnp.float32)
-  ours, theirs = optax_rmsprop.rmsprop(**kwargs), optax.rmsprop(**kwargs)
+  ours = optax_rmsprop.rmsprop(**kwargs, safe_numerics=True)
+  theirs = optax.rmsprop(**kwargs)
   params = jnp.zeros(3)
   s1, s2 = ours.init(params), theirs.init(params)
   u1, s1 = jax.jit(ours.update)(g_huge, s1)
@@ -116,7 +143,8 @@ def test_centered_recovers_from_overflow_without_a_burst(g_huge, bias_correction
   that element is at most lr (variance → 1, μ → 0), and the last is ≈ lr."""
   lr = 0.1
   tx = optax_rmsprop.rmsprop(
-      lr, centered=True, eps=1e-8, bias_correction=bias_correction
+      lr, centered=True, eps=1e-8, bias_correction=bias_correction,
+      safe_numerics=True,
   )
   state = tx.init(jnp.zeros(2))
   update = jax.jit(tx.update)
@@ -271,7 +299,7 @@ def test_traced_zero_eps_still_floors_the_denominator(eps_in_sqrt):
   """The floor is skipped only for a concrete ε >= the smallest normal; a
   traced ε (inject_hyperparams) of 0 must still give 0 for a zero gradient."""
   tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
-      learning_rate=0.1, eps=0.0, eps_in_sqrt=eps_in_sqrt
+      learning_rate=0.1, eps=0.0, eps_in_sqrt=eps_in_sqrt, safe_numerics=True
   )
   params = jnp.ones(3)
   state = tx.init(params)

@@ -103,6 +103,18 @@ def _clip(x: jax.Array, big: Any) -> jax.Array:
   return jax.lax.select(jax.lax.is_finite(x), clipped, x)
 
 
+def hyper(value: Any, dtype) -> Any:
+  """A hyperparameter for arithmetic in ``dtype``: Python numbers as they are
+  (weakly typed, they already take ``dtype``), arrays cast to it.
+
+  An array hyperparameter (``optax.inject_hyperparams``, or float64 under
+  ``jax_enable_x64``) would otherwise promote float32 state to its dtype.
+  """
+  if isinstance(value, (bool, int, float, complex)):
+    return value
+  return cast(jnp.asarray(value), real_dtype(dtype))
+
+
 def smallest_normal(dtype) -> float:
   """Smallest positive normal number of ``dtype``: a floor for denominators.
 

@@ -32,6 +32,7 @@ def rmsprop(
     maximize: bool = False,
     nu_dtype: Optional[Any] = None,
     momentum_dtype: Optional[Any] = None,
+    safe_numerics: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""RMSprop: a drop-in for :func:`optax.rmsprop`, with what it lacks.
 
@@ -76,9 +77,13 @@ def rmsprop(
   in the order ``lr_in_momentum`` says, and :func:`add_decoupled_weight_decay`.
   With only :func:`optax.rmsprop`'s arguments this is exactly its chain, so
   the state is the same pytree (same classes, same layout) and an
-  ``optax.rmsprop`` state continues under this one and vice versa. Float32
-  and float64 updates are optax's bit for bit, eagerly and under
-  :func:`jax.jit`; ``None`` gradient leaves give ``None`` updates.
+  ``optax.rmsprop`` state continues under this one and vice versa. On
+  float32 and float64 leaves the RMS scaling and the momentum are optax's own
+  transformations, so a training step (gradient, update and
+  ``optax.apply_updates`` in one :func:`jax.jit`, or a :func:`jax.lax.scan`
+  of them) lowers to the same program as with :func:`optax.rmsprop`: the same
+  bits on every backend, eagerly too. ``None`` gradient leaves give ``None``
+  updates.
 
   Args:
     learning_rate: :math:`\eta` >= 0, a float or an :class:`optax.Schedule`.
@@ -104,6 +109,10 @@ def rmsprop(
       the memory, and faster, as a step is memory-bound). Arithmetic is at
       least float32; updates use the state as stored (rounded).
     momentum_dtype: Storage dtype of the momentum buffer (same rules).
+    safe_numerics: Opt in to :func:`scale_by_rms`'s overflow restart,
+      variance clamp and denominator floor on float32/float64 leaves, whose
+      results then differ from optax's in the last bits (False: optax's own
+      program, non-finite results included).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
@@ -172,6 +181,17 @@ def rmsprop(
       "decoupled_weight_decay", decoupled_weight_decay, optional=True
   )
   _validation.check_dtype("momentum_dtype", momentum_dtype)
+  if weight_decay_mask is not None and (
+      coupled_weight_decay is None and decoupled_weight_decay is None
+  ):
+    raise ValueError(
+        "weight_decay_mask needs coupled_weight_decay or"
+        " decoupled_weight_decay; without either it would do nothing"
+    )
+  # Python numbers: NumPy's would promote float32 updates under x64.
+  learning_rate = _validation.host_scalar(learning_rate)
+  coupled_weight_decay = _validation.host_scalar(coupled_weight_decay)
+  decoupled_weight_decay = _validation.host_scalar(decoupled_weight_decay)
 
   steps = []
   if maximize:
@@ -191,6 +211,7 @@ def rmsprop(
           centered=centered,
           bias_correction=bias_correction,
           nu_dtype=nu_dtype,
+          safe_numerics=safe_numerics,
       )
   )
   lr_step = optax.scale_by_learning_rate(learning_rate)

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import transform as _optax_transform
 
 from optax_rmsprop import _numerics
+from optax_rmsprop import _programs
 from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
 # The state classes are optax's own, so that a state of optax.rmsprop and
 # one of ours are the same pytree: checkpoints, pickles and optax's
 # tree utilities (tree_get, tree_map_params) work across the two.
+# optax does not export the ...WithCountState classes: they are the types
+# its public factories' states have (eval_shape: no computation at import).
 ScaleByRmsState = optax.ScaleByRmsState
-ScaleByRmsWithCountState = _optax_transform.ScaleByRmsWithCountState
+ScaleByRmsWithCountState = type(
+    jax.eval_shape(optax.scale_by_rms(bias_correction=True).init, {})
+)
 ScaleByRStdDevState = optax.ScaleByRStdDevState
-ScaleByRStdDevWithCountState = _optax_transform.ScaleByRStdDevWithCountState
+ScaleByRStdDevWithCountState = type(
+    jax.eval_shape(optax.scale_by_stddev(bias_correction=True).init, {})
+)
 
 RMS_STATE_TYPES = (
     ScaleByRmsState,
@@ -89,23 +94,21 @@ def _clamp_magnitude(x: jax.Array, bound: float) -> jax.Array:
 
 
 def _update_moments(g, nu, mu, decay):
-  """The new averages: (ν, μ) in the compute dtype and (ν, μ) as stored.
+  """Our new averages: (ν, μ) in the compute dtype and (ν, μ) as stored.
 
-  The same operations, in the same order, as optax's
-  ``update_moment_per_elem_norm`` and ``update_moment``, so that float32
-  and float64 results are optax's bit for bit, eagerly and under jit.
+  optax's ``update_moment_per_elem_norm`` and ``update_moment`` in their
+  order of operations, in at least float32, with the overflow guards.
   """
   cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu.dtype))
   rdtype = _numerics.real_dtype(cdtype)
   g_c = _numerics.cast(g, cdtype)
   g2 = _numerics.abs_sq(g_c)
+  decay = _numerics.hyper(decay, rdtype)
   if nu.dtype == rdtype:
     # |g|² overflows for finite |g| > 1.8e19 (float32), making ν inf: that
     # step's update is 0 (as in optax). Clamping the *old* ν at the largest
     # float lets ν recover on the next step (in optax it stays inf, and the
-    # element never moves again). Clamping the new ν instead would put a
-    # select after the EMA, which changes how newer XLA:CPU contracts the
-    # EMA into an FMA (a last-bit difference from optax).
+    # element never moves again).
     nu_old = _numerics.clamp_above(nu, float(jnp.finfo(rdtype).max))
     nu_c = stored_nu = (1 - decay) * g2 + decay * nu_old
   else:
@@ -127,18 +130,18 @@ def _update_moments(g, nu, mu, decay):
 
 
 def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
-  """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute dtype."""
+  """Our ``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the compute
+  dtype, with the variance clamped at 0 and the denominator floored."""
   cdtype = _numerics.compute_dtype(jnp.promote_types(g.dtype, nu_hat.dtype))
   g_c = _numerics.cast(g, cdtype)
+  eps = _numerics.hyper(eps, cdtype)
   var = nu_hat
   if mu_hat is not None:
     # |μ̂|² overflowing (|μ̂| > √max) means ν overflowed (|μ̂|² ≤ ν̂,
     # exactly): ν̂ = inf this step, where inf − inf would be NaN, or ν̂
     # clamped since, where ν̂ − inf would clamp the variance to 0, a step of
     # g/√ε. With μ̂ taken as 0 the variance is ν̂: inf (a zero update, as
-    # without centering) or huge (a near-zero step). (Tested on μ̂, not ν̂:
-    # a second use of ν̂ would stop XLA contracting ν̂ − μ̂² into an FMA as
-    # it does in optax's graph.)
+    # without centering) or huge (a near-zero step).
     sqrt_max = _sqrt_max(_numerics.real_dtype(cdtype))
     mu_hat = jnp.where(jnp.abs(mu_hat) > sqrt_max, 0, mu_hat)
     var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)  # -inf -> 0
@@ -155,31 +158,6 @@ def _scale(g, nu_hat, mu_hat, eps, eps_in_sqrt: bool):
   return _numerics.saturating_cast(scaling * g_c, g.dtype)
 
 
-def _traced_once(fn, updates, **hyperparams):
-  """``fn`` (taking ``hyperparams`` by keyword), traced once per leaf shape.
-
-  Under ``jax.jit``, a jitted ``inline=True`` function is traced once per
-  distinct leaf shape and dtype and inlined into the caller's graph (the
-  same HLO), which on a tree of thousands of leaves halves the tracing
-  time. Only there: eagerly, a jitted function would fuse what optax runs
-  (and rounds) op by op. Python-number hyperparameters are static
-  arguments, so a rebuilt transform reuses the cache.
-  """
-  leaves = jax.tree.leaves(updates)
-  if not leaves or type(leaves[0]).__name__ != "DynamicJaxprTracer":
-    return lambda *args: fn(*args, **hyperparams)
-  static = tuple(
-      sorted(k for k, v in hyperparams.items() if isinstance(v, (int, float)))
-  )
-  jitted = _jit_inline(fn, static)
-  return lambda *args: jitted(*args, **hyperparams)
-
-
-@functools.lru_cache(maxsize=None)
-def _jit_inline(fn, static_argnames: tuple[str, ...]):
-  return jax.jit(fn, static_argnames=static_argnames, inline=True)
-
-
 def scale_by_rms(
     decay: jax.typing.ArrayLike = 0.9,
     eps: jax.typing.ArrayLike = 1e-8,
@@ -189,6 +167,7 @@ def scale_by_rms(
     bias_correction: bool = False,
     *,
     nu_dtype: Optional[Any] = None,
+    safe_numerics: bool = False,
 ) -> optax.GradientTransformation:
   r"""Rescales updates by the root of an EMA of their squares (RMSprop scaling).
 
@@ -218,31 +197,40 @@ def scale_by_rms(
   int32 step count only when ``bias_correction``: no arrays for disabled
   features. It is :func:`optax.scale_by_rms` (``centered=False``) or
   :func:`optax.scale_by_stddev` (``centered=True``), with the same state
-  classes and, for float32 and float64, the same numbers bit for bit, eagerly
-  and under :func:`jax.jit`; an optax state can be passed to ``update`` and
-  vice versa. ``None`` gradient leaves (frozen parameters) give ``None``
-  updates and leave their state as it is.
+  classes: an optax state can be passed to ``update`` and vice versa.
+  ``None`` gradient leaves (frozen parameters) give ``None`` updates and leave
+  their state as it is (optax replaces it by ``None``).
 
-  Numerics, beyond optax:
+  Which program computes a leaf:
 
-  * float16/bfloat16 gradients or state are computed in float32 and cast back,
-    so ε does not underflow and a zero gradient gives a zero update
-    (optax#1784). The denominator is floored at the smallest normal float, so
-    even ``eps=0`` keeps ``0 / 0`` out.
-  * The centered variance is clamped at 0: rounding can make
-    :math:`\nu - \mu^2` negative for constant gradients.
-  * State keeps its dtype (``nu_dtype``, else the params' real dtype) on every
-    update; state stored narrower than it is computed (e.g. a bfloat16
-    :math:`\nu`) saturates at the dtype's largest finite value instead of
-    overflowing to inf. A :math:`|g|^2` beyond the float range makes
-    :math:`\nu` inf and the update 0 for that step, as in optax, but the next
-    step restarts :math:`\nu` from the largest finite float (in optax it stays
-    inf and the element never moves again). The update is computed from
-    :math:`\nu_t, \mu_t` as stored (rounded to ``nu_dtype``), as PyTorch does
-    with low-precision state. Updates keep the gradient's dtype. NaN and inf
-    gradients still produce non-finite updates.
-  * Complex gradients use :math:`|g|^2`; :math:`\nu` is stored real (optax
-    stores a complex :math:`\nu` with a zero imaginary part).
+  * float32/float64 leaves whose state has their dtype run optax's own
+    transformation (it is called on those leaves), so the step lowers to
+    optax's program and the numbers are optax's bit for bit, eagerly, under
+    :func:`jax.jit` and :func:`jax.lax.scan`, with the gradient computed in
+    the same jit, on any backend. Including its non-finite results: a
+    :math:`|g|^2` beyond the float range makes :math:`\nu` inf for good,
+    and ``eps=0`` with a zero gradient gives NaN.
+  * Other leaves, and every leaf with ``safe_numerics=True``, run ours:
+    float16/bfloat16 gradients or state are computed in float32 and cast
+    back, so ε does not underflow and a zero gradient gives a zero update
+    (optax#1784); state stored narrower than it is computed (``nu_dtype``)
+    saturates at the dtype's largest finite value instead of overflowing,
+    and the update is computed from the state as stored (rounded, as PyTorch
+    does with low-precision state); complex gradients use :math:`|g|^2` with
+    :math:`\nu` stored real (optax stores a complex :math:`\nu`).
+  * ``safe_numerics=True`` adds, on every leaf: after a :math:`|g|^2`
+    overflow (:math:`\nu` inf and a zero update that step, as in optax)
+    :math:`\nu` restarts from the largest finite float on the next step;
+    the centered variance is clamped at 0 (rounding can make
+    :math:`\nu - \mu^2` negative); the denominator is floored at the
+    smallest normal float, so even ``eps=0`` keeps ``0 / 0`` out. These add
+    operations to the step, so they change the last bits of finite results
+    too: hence opt-in.
+
+  State keeps its dtype on every update (``nu_dtype``, else the params' real
+  dtype), also for array hyperparameters of another dtype (float64 under
+  ``jax_enable_x64``, ``optax.inject_hyperparams``); updates keep the
+  gradient's dtype. NaN and inf gradients still produce non-finite updates.
 
   Args:
     decay: :math:`\rho`, decay of the moving averages, in [0, 1].
@@ -256,6 +244,9 @@ def scale_by_rms(
     nu_dtype: Storage dtype of :math:`\nu` and :math:`\mu` (e.g.
       ``jnp.bfloat16`` halves their memory and the bytes a step moves); None
       keeps the params' dtype. Arithmetic is always at least float32.
+    safe_numerics: Opt in to the overflow restart, the variance clamp and
+      the denominator floor above, on float32/float64 leaves too (their
+      results then differ from optax's in the last bits).
 
   Returns:
     An :class:`optax.GradientTransformation` whose state is optax's
@@ -268,7 +259,8 @@ def scale_by_rms(
     ValueError: if a concrete hyperparameter is out of range, infinite or
       not a scalar; at ``init`` if a parameter is an integer or boolean
       array (naming its path); at ``update`` if the gradient tree does not
-      match the state, or a gradient is complex where its parameter was real.
+      match the state, or a gradient is complex where its parameter was real
+      (known from ``params`` when given, or from a complex :math:`\mu`).
     TypeError: naming the argument, if a hyperparameter is not a number, a
       switch not a bool or ``nu_dtype`` not a dtype.
 
@@ -301,9 +293,12 @@ def scale_by_rms(
   _validation.check_flag("centered", centered)
   _validation.check_flag("bias_correction", bias_correction)
   _validation.check_dtype("nu_dtype", nu_dtype)
-  # Python bools (not NumPy's), which _traced_once keeps static.
+  _validation.check_flag("safe_numerics", safe_numerics)
+  # Python numbers (NumPy's would promote float32 state under x64) and bools.
+  decay, eps = _validation.host_scalar(decay), _validation.host_scalar(eps)
+  initial_scale = _validation.host_scalar(initial_scale)
   eps_in_sqrt, centered = bool(eps_in_sqrt), bool(centered)
-  bias_correction = bool(bias_correction)
+  bias_correction, safe_numerics = bool(bias_correction), bool(safe_numerics)
 
   def init_fn(params):
     params = _trees.as_arrays(params)
@@ -324,18 +319,26 @@ def scale_by_rms(
     count = jnp.zeros([], jnp.int32) if bias_correction else None
     return _make_state(nu, mu, count, centered, bias_correction)
 
-  def update_fn(updates, state, params=None):
-    del params
-    updates = _trees.as_arrays(updates)
-    _trees.check_matches(updates, state.nu, "scale_by_rms")
-    _trees.check_inexact(updates, "scale_by_rms", "gradient")
-    if centered:
-      _trees.check_complex(updates, state.mu, "scale_by_rms")
+  optax_factory = (
+      _programs.SCALE_BY_STDDEV if centered else _programs.SCALE_BY_RMS
+  )
+
+  def optax_update(dtype, updates, state):
+    """optax's own update on its leaves, array hyperparameters in ``dtype``
+    (a no-op for Python numbers, which stay weakly typed)."""
+    return optax_factory(
+        decay=_numerics.hyper(decay, dtype),
+        eps=_numerics.hyper(eps, dtype),
+        initial_scale=initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        bias_correction=bias_correction,
+    ).update(updates, state)
+
+  def own_update(updates, state):
+    """Ours: low-precision leaves computed in float32, and safe numerics."""
     old_mu = state.mu if centered else jax.tree.map(lambda _: None, state.nu)
-    moments_fn = _traced_once(_update_moments, updates, decay=decay)
-    scale_fn = _traced_once(_scale, updates, eps=eps, eps_in_sqrt=eps_in_sqrt)
     moments = jax.tree.map(
-        lambda g, n, m: None if g is None else moments_fn(g, n, m),
+        lambda g, n, m: None if g is None else _update_moments(g, n, m, decay),
         updates,
         state.nu,
         old_mu,
@@ -347,29 +350,58 @@ def scale_by_rms(
         [None if m is None else m[i] for m in moments]
     )
     nu_hat, mu_hat = field(0), field(1)
+    count = None
     if bias_correction:
       count = optax.safe_increment(state.count)
-      # optax's own function, so 1 - decay**count rounds as in optax. (No
-      # clamp after it: a select between the division (which XLA makes a
-      # multiply) and + ε would stop the FMA contraction optax's graph gets.)
+      # optax's own function, so 1 - decay**count rounds as in optax.
       nu_hat = optax.tree.bias_correction(nu_hat, decay, count)
       if centered:
         mu_hat = optax.tree.bias_correction(mu_hat, decay, count)
-    else:
-      count = None
     new_updates = jax.tree.map(
-        lambda g, n, m: None if g is None else scale_fn(g, n, m),
+        lambda g, n, m: None
+        if g is None
+        else _scale(g, n, m, eps, eps_in_sqrt),
         updates,
         nu_hat,
         mu_hat if centered else jax.tree.map(lambda _: None, nu_hat),
         is_leaf=_trees.is_none,
     )
-    # A None gradient leaves its state as it was.
-    keep = lambda new, old: old if new is None else new
-    new_nu = jax.tree.map(keep, field(2), state.nu, is_leaf=_trees.is_none)
+    return new_updates, _make_state(
+        field(2), field(3), count, centered, bias_correction
+    )
+
+  def program(g, nu, mu=None):
+    if safe_numerics or jnp.iscomplexobj(g):
+      return None
+    return _programs.optax_dtype(g, nu, mu)
+
+  def update_fn(updates, state, params=None):
+    updates = _trees.as_arrays(updates)
+    _trees.check_matches(updates, state.nu, "scale_by_rms")
+    _trees.check_inexact(updates, "scale_by_rms", "gradient")
+    if params is not None:
+      _trees.check_complex(updates, _trees.as_arrays(params), "scale_by_rms")
+    if centered:
+      _trees.check_complex(updates, state.mu, "scale_by_rms")
+    parts = _programs.Partition(
+        updates, (state.nu, state.mu if centered else None), program
+    )
+    if not parts.groups:  # no gradient at all: count only, as in optax
+      parts.groups[None if safe_numerics else jnp.dtype(jnp.float32)] = []
+    results = {}
+    for key in parts.groups:
+      sub = parts.subtree(key, updates)
+      if key is None:
+        results[key] = own_update(sub, state)
+      else:
+        results[key] = optax_update(key, sub, state)
+    # A None gradient leaves its state as it was (optax sets it to None).
+    new_updates = parts.merge(updates, {k: u for k, (u, _) in results.items()})
+    new_nu = parts.merge(state.nu, {k: s.nu for k, (_, s) in results.items()})
     new_mu = None
     if centered:
-      new_mu = jax.tree.map(keep, field(3), state.mu, is_leaf=_trees.is_none)
+      new_mu = parts.merge(state.mu, {k: s.mu for k, (_, s) in results.items()})
+    count = next(iter(results.values()))[1].count if bias_correction else None
     return new_updates, _make_state(
         new_nu, new_mu, count, centered, bias_correction
     )

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_rmsprop import _numerics
+from optax_rmsprop import _programs
 from optax_rmsprop import _trees
 from optax_rmsprop import _validation
 
@@ -59,6 +60,7 @@ def momentum(
   _validation.check_interval("decay", decay, 0.0, 1.0, high_open=True)
   _validation.check_flag("nesterov", nesterov)
   _validation.check_dtype("accumulator_dtype", accumulator_dtype)
+  decay = _validation.host_scalar(decay)
 
   def init_fn(params):
     params = _trees.as_arrays(params)
@@ -74,34 +76,53 @@ def momentum(
 
   def leaf(u, m):
     # optax.trace's operations (u + β m, then u + β m_t for nesterov), in
-    # at least float32, so float32/float64 match it bit for bit. The buffer
-    # keeps its dtype (optax.trace promotes it when updates are wider), and
-    # the updates come from m_t as stored (rounded), like the RMS state.
+    # at least float32. The buffer keeps its dtype (optax.trace promotes it
+    # when updates are wider), and the updates come from m_t as stored
+    # (rounded), like the RMS state.
     cdtype = _numerics.compute_dtype(jnp.promote_types(u.dtype, m.dtype))
+    beta = _numerics.hyper(decay, cdtype)
     u_c = _numerics.cast(u, cdtype)
     stored = _numerics.saturating_cast(
-        u_c + decay * _numerics.cast(m, cdtype), m.dtype
+        u_c + beta * _numerics.cast(m, cdtype), m.dtype
     )
     new_u = _numerics.cast(stored, cdtype)
     if nesterov:
-      new_u = u_c + decay * new_u
+      new_u = u_c + beta * new_u
     return _numerics.saturating_cast(new_u, u.dtype), stored
+
+  def own_update(updates, trace):
+    out = jax.tree.map(
+        lambda u, m: (None, m) if u is None else leaf(u, m),
+        updates,
+        trace,
+        is_leaf=_trees.is_none,
+    )
+    treedef = jax.tree.structure(updates, is_leaf=_trees.is_none)
+    pairs = treedef.flatten_up_to(out)
+    return treedef.unflatten([u for u, _ in pairs]), optax.TraceState(
+        trace=treedef.unflatten([m for _, m in pairs])
+    )
 
   def update_fn(updates, state, params=None):
     del params
     updates = _trees.as_arrays(updates)
     _trees.check_matches(updates, state.trace, "momentum")
     _trees.check_complex(updates, state.trace, "momentum")
-    out = jax.tree.map(
-        lambda u, m: (None, m) if u is None else leaf(u, m),
-        updates,
-        state.trace,
-        is_leaf=_trees.is_none,
+    # optax.trace itself where it computes a leaf as we would (see
+    # _programs): float32/float64 updates with a buffer of their dtype.
+    parts = _programs.Partition(updates, (state.trace,), _programs.optax_dtype)
+    results = {}
+    for key in parts.groups:
+      sub = parts.subtree(key, updates)
+      if key is None:
+        results[key] = own_update(sub, state.trace)
+      else:
+        trace = _programs.TRACE(_numerics.hyper(decay, key), nesterov)
+        results[key] = trace.update(sub, state)
+    new_updates = parts.merge(updates, {k: u for k, (u, _) in results.items()})
+    new_trace = parts.merge(
+        state.trace, {k: s.trace for k, (_, s) in results.items()}
     )
-    treedef = jax.tree.structure(updates, is_leaf=_trees.is_none)
-    pairs = treedef.flatten_up_to(out)
-    new_updates = treedef.unflatten([u for u, _ in pairs])
-    new_trace = treedef.unflatten([m for _, m in pairs])
     return new_updates, optax.TraceState(trace=new_trace)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -169,3 +169,16 @@ def known_at_least(value: Any, bound: float) -> bool:
     return False
   numeric = jnp.issubdtype(array.dtype, jnp.number)
   return numeric and bool(np.all(array >= bound))
+
+
+def host_scalar(value: Any) -> Any:
+  """A NumPy scalar (or 0-d NumPy array) as the Python number it holds.
+
+  A Python number is weakly typed: it takes the dtype of the array it meets,
+  whereas ``np.float64(0.9)`` would promote a float32 state to float64 under
+  ``jax_enable_x64``. The value (a double) is the same, so the results are
+  those of the equal Python float. Anything else is returned as it is.
+  """
+  if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
+    return value.item()
+  return value
