@@ -12,6 +12,7 @@ import filecmp
 import importlib.util
 import inspect
 import os
+import re
 import shutil
 
 import optax_rmsprop
@@ -230,6 +231,40 @@ def _warn_without_local_mathjax(app) -> None:
         "docs extra): the pages will load it from a CDN")
 
 
+# -- Gallery thumbnails ----------------------------------------------------------
+
+# docs/gallery.md shows each example and notebook as a card whose thumbnail is
+# _images/gallery/<name>.png in the built site: an example's plot from
+# examples/results/, a notebook's first figure as executed by this build (so
+# it is always this release's). Written once the pages are, since the
+# notebooks' figures exist only after they ran.
+_FIRST_FIGURE = re.compile(r'<img[^>]+src="\.\./(_images/[^"]+\.png)"')
+
+
+def write_gallery_thumbnails(app, exception) -> None:
+  if exception is not None or app.builder.format != "html":
+    return
+  out = os.path.join(app.outdir, "_images", "gallery")
+  os.makedirs(out, exist_ok=True)
+  results = os.path.join(ROOT, "examples", "results")
+  for filename in sorted(os.listdir(results)):
+    if filename.endswith(".png"):
+      shutil.copyfile(os.path.join(results, filename),
+                      os.path.join(out, filename))
+  for filename in sorted(os.listdir(NOTEBOOKS_SRC)):
+    stem, ext = os.path.splitext(filename)
+    page = os.path.join(app.outdir, "notebooks", f"{stem}.html")
+    if ext != ".ipynb" or not os.path.exists(page):
+      continue
+    with open(page, encoding="utf-8") as f:
+      figure = _FIRST_FIGURE.search(f.read())
+    if figure is None:  # not executed (nb_execution_mode=off): no thumbnail
+      continue
+    shutil.copyfile(os.path.join(app.outdir, figure.group(1)),
+                    os.path.join(out, f"{stem}.png"))
+
+
 def setup(app):
   app.connect("builder-inited", _warn_without_local_mathjax)
+  app.connect("build-finished", write_gallery_thumbnails)
 
