@@ -265,3 +265,11 @@ def test_lazy_rows_inside_judges_each_params_rows(inner):
       zero = np.all(g[k] == 0, axis=1)
       assert zero.any()
       np.testing.assert_array_equal(np.asarray(stacked[k])[zero], 0.0)
+
+
+def test_lazy_rows_around_stack_leaves_says_to_swap_them():
+  """The other nesting cannot be lazy per row: a clear error, with the fix."""
+  tx = optax_rmsprop.lazy_rows(
+      optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1)))
+  with pytest.raises(TypeError, match=r"stack_leaves\(lazy_rows\(inner\)\)"):
+    tx.init({"a": jnp.ones((3, 2)), "b": jnp.ones((3, 2))})

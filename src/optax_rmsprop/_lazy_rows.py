@@ -167,7 +167,13 @@ def _lazy(inner, mask, mask_name: str):
   _trees.check_transform("inner", inner)
   inner = optax.with_extra_args_support(inner)
 
+  def init_fn(params):
+    state = inner.init(params)
+    _check_not_stacked(state)
+    return state
+
   def update_fn(updates, state, params=None, **extra_args):
+    _check_not_stacked(state)
     _trees.check_mask(mask_name, mask, updates)
     active = _row_activity(updates, mask, _stacked.row_axis())
     new_updates, new_state = inner.update(updates, state, params, **extra_args)
@@ -199,4 +205,16 @@ def _lazy(inner, mask, mask_name: str):
     )
     return new_updates, new_state
 
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_not_stacked(state) -> None:
+  """Raises TypeError if ``inner`` holds a stack_leaves state, whose stacked
+  groups lazy_rows cannot match with the params' rows."""
+  is_stacked = lambda x: isinstance(x, _stacked.StackLeavesState)  # noqa: E731
+  if any(map(is_stacked, jax.tree.leaves(state, is_leaf=is_stacked))):
+    raise TypeError(
+        "lazy_rows cannot wrap stack_leaves (its state holds stacked groups,"
+        " not the params' rows): put lazy_rows inside instead,"
+        " stack_leaves(lazy_rows(inner))."
+    )
