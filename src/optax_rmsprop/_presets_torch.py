@@ -88,8 +88,8 @@ def torch_rmsprop(
   ``docs/porting.md``. Measured against torch 2.13 over 500 float32 steps,
   the parameters agree to a relative 1.2e-6, and 6.6e-6 when centered, where
   PyTorch's ``lerp`` average of the gradient rounds differently (see
-  ``docs/porting.md``). The centered variance is clamped at 0 where PyTorch
-  would take the root of a rounding-negative number (NaN).
+  ``docs/porting.md``). Where rounding makes the centered variance
+  negative, the root is NaN, as in PyTorch.
 
   Args:
     lr: :math:`\eta` >= 0: a float, a one-element array or tensor, or an
