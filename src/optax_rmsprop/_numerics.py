@@ -112,7 +112,10 @@ def hyper(value: Any, dtype) -> Any:
   """
   if isinstance(value, (bool, int, float, complex)):
     return value
-  return cast(jnp.asarray(value), real_dtype(dtype))
+  value = jnp.asarray(value)
+  if jnp.iscomplexobj(value):  # inject_hyperparams on complex params
+    value = jnp.real(value)
+  return cast(value, real_dtype(dtype))
 
 
 def smallest_normal(dtype) -> float:

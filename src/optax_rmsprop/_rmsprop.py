@@ -214,7 +214,7 @@ def rmsprop(
           safe_numerics=safe_numerics,
       )
   )
-  lr_step = optax.scale_by_learning_rate(learning_rate)
+  lr_step = _transforms.keep_dtypes(optax.scale_by_learning_rate(learning_rate))
   if momentum is None:
     # optax.rmsprop's layout: an identity holds the momentum's place.
     steps.extend([lr_step, optax.identity()])

@@ -306,7 +306,11 @@ def scale_by_rms(
     # *_like (not jnp.full(shape)) so the state inherits the params' sharding.
     nu = _trees.map_leaves(
         lambda p: jnp.full_like(
-            p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)
+            p,
+            jnp.real(initial_scale)  # inject_hyperparams: complex params
+            if jnp.iscomplexobj(initial_scale)
+            else initial_scale,
+            _numerics.storage_dtype(p, nu_dtype, real=True),
         ),
         params,
     )

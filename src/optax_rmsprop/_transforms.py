@@ -195,6 +195,31 @@ def add_decoupled_weight_decay(
   return masked(tx, mask, "mask")
 
 
+def keep_dtypes(
+    tx: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """``tx`` (same state) whose updates keep the dtypes of its inputs.
+
+  An array hyperparameter of a wider dtype (``optax.inject_hyperparams``
+  with float32 hyperparameters, its default for a tree that mixes float32
+  and bfloat16 params) would otherwise promote bfloat16 updates (an lr,
+  a weight decay), and what the transforms after it see. No op at all where
+  the dtypes agree (optax's program is unchanged).
+  """
+
+  def update_fn(updates, state, params=None):
+    new_updates, state = tx.update(updates, state, params)
+    new_updates = jax.tree.map(
+        lambda n, u: None if u is None else _numerics.cast(n, u.dtype),
+        new_updates,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
+    return new_updates, state
+
+  return optax.GradientTransformation(tx.init, update_fn)
+
+
 def add_coupled_weight_decay(
     weight_decay: jax.typing.ArrayLike, mask: Any = None, mask_name="mask"
 ) -> optax.GradientTransformation:
@@ -213,7 +238,7 @@ def add_coupled_weight_decay(
       )
     return tx.update(updates, state, params)
 
-  return optax.GradientTransformation(tx.init, update_fn)
+  return keep_dtypes(optax.GradientTransformation(tx.init, update_fn))
 
 
 def masked(
@@ -230,7 +255,14 @@ def masked(
     return inner.init(params)
 
   def update_fn(updates, state, params=None):
-    _trees.check_mask(name, mask, updates)
-    return inner.update(updates, state, params)
+    if not callable(mask) or params is None:
+      _trees.check_mask(name, mask, updates)
+      return inner.update(updates, state, params)
+    # A mask function is one of the params (as at init). optax.masked calls
+    # it on the updates, whose None leaves (frozen params) would give a mask
+    # that it then cannot apply to the params.
+    mask_tree = mask(params)
+    _trees.check_mask(name, mask_tree, updates)
+    return optax.masked(tx, mask_tree).update(updates, state, params)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -74,7 +74,11 @@ def check_interval(
   if array is None:
     return
   if np.iscomplexobj(array):
-    raise ValueError(f"{name} must be real, got {value!r}")
+    # optax.inject_hyperparams stores hyperparameters in the params' dtype:
+    # complex for complex params, with a zero imaginary part.
+    if np.any(array.imag != 0):
+      raise ValueError(f"{name} must be real, got {value!r}")
+    array = array.real
   if np.isinf(array):
     raise ValueError(f"{name} must be finite, got {value!r}")
   ok = ~np.isnan(array)
