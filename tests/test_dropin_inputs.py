@@ -87,11 +87,11 @@ TRANSFORMS = {
     "timm_rmsprop_tf": lambda: optax_rmsprop.timm_rmsprop_tf(
         momentum=0.9, weight_decay=0.1, decoupled_decay=True),
     "dqn_rmsprop": lambda: optax_rmsprop.dqn_rmsprop(weight_cost=0.1),
-    "stack_leaves": lambda: optax_rmsprop.stack_leaves(
+    "stack_leaves": lambda: optax_rmsprop.tools.stack_leaves(
         optax_rmsprop.rmsprop(0.01, centered=True, momentum=0.9)),
-    "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+    "lazy_rows": lambda: optax_rmsprop.tools.lazy_rows(
         optax_rmsprop.tf1_rmsprop(0.01, momentum=0.9, centered=True)),
-    "cautious": lambda: optax_rmsprop.cautious(
+    "cautious": lambda: optax_rmsprop.tools.cautious(
         optax_rmsprop.rmsprop(0.01, momentum=0.9)),
 }
 
@@ -338,6 +338,6 @@ def test_empty_trees(name, empty):
   updates, new_state = jax.jit(tx.update)(empty, state, empty)
   assert jax.tree.structure(updates) == jax.tree.structure(empty)
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
-  shardings = optax_rmsprop.state_shardings(tx, empty)
+  shardings = optax_rmsprop.tools.state_shardings(tx, empty)
   assert jax.tree.structure(
-      optax_rmsprop.init_sharded(tx, empty)) == jax.tree.structure(shardings)
+      optax_rmsprop.tools.init_sharded(tx, empty)) == jax.tree.structure(shardings)

@@ -289,7 +289,7 @@ def test_nan_momentum_bounds_of_onecycle_are_rejected(name):
   false against any bound, so only the explicit NaN test catches it here),
   or every momentum of the schedule is NaN."""
   with pytest.raises(ValueError, match=name):
-    optax_rmsprop.torch_onecycle_schedules(0.1, 10, **{name: float("nan")})
+    optax_rmsprop.torch.torch_onecycle_schedules(0.1, 10, **{name: float("nan")})
 
 
 @pytest.mark.parametrize(
@@ -302,7 +302,7 @@ def test_nan_momentum_bounds_of_onecycle_are_rejected(name):
       "coupled_weight_decay",
     ),
     (
-      lambda v: optax_rmsprop.torch_onecycle_schedules(0.1, 10, max_momentum=v),
+      lambda v: optax_rmsprop.torch.torch_onecycle_schedules(0.1, 10, max_momentum=v),
       "max_momentum",
     ),
   ],

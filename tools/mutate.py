@@ -72,7 +72,7 @@ MUTANTS = [
   # -- scale_by_rms: the moments ---------------------------------------------
   M(
     "nu_ema_weights_swapped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "nu_c = stored_nu = (1 - decay) * g2 + decay * nu_old",
     "nu_c = stored_nu = decay * g2 + (1 - decay) * nu_old",
     CORE,
@@ -80,7 +80,7 @@ MUTANTS = [
   ),
   M(
     "narrow_nu_ema_weights_swapped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "new_nu = (1 - decay) * g2 + decay * _numerics.cast(nu, rdtype)",
     "new_nu = decay * g2 + (1 - decay) * _numerics.cast(nu, rdtype)",
     NUMERICS + CORE,
@@ -88,7 +88,7 @@ MUTANTS = [
   ),
   M(
     "mu_ema_weights_swapped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "new_mu = (1 - decay) * g_c + decay * mu_old",
     "new_mu = decay * g_c + (1 - decay) * mu_old",
     CORE,
@@ -96,7 +96,7 @@ MUTANTS = [
   ),
   M(
     "nu_of_abs_not_square",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "g2 = _numerics.abs_sq(g_c)",
     "g2 = jnp.abs(g_c)",
     CORE,
@@ -104,7 +104,7 @@ MUTANTS = [
   ),
   M(
     "nu_clamp_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "_finite(new_nu, nu.dtype), nu.dtype, in_range=True",
     "new_nu, nu.dtype, in_range=True",
     NUMERICS + TARGETS,
@@ -112,7 +112,7 @@ MUTANTS = [
   ),
   M(
     "old_nu_overflow_clamp_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "nu_old = _numerics.clamp_above(nu, float(jnp.finfo(rdtype).max))",
     "nu_old = nu",
     NUMERICS + NONFINITE + TARGETS,
@@ -121,7 +121,7 @@ MUTANTS = [
   ),
   M(
     "centered_overflow_mu_not_zeroed",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "mu_hat = jnp.where(jnp.abs(mu_hat) > sqrt_max, 0, mu_hat)",
     "mu_hat = mu_hat",
     NUMERICS + NONFINITE + TARGETS,
@@ -129,7 +129,7 @@ MUTANTS = [
   ),
   M(
     "centered_old_mu_not_clamped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "mu_old = _clamp_magnitude(_numerics.cast(mu, cdtype), _sqrt_max(rdtype))",
     "mu_old = _numerics.cast(mu, cdtype)",
     NUMERICS + TARGETS,
@@ -137,7 +137,7 @@ MUTANTS = [
   ),
   M(
     "mu_saturating_cast_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "cast = _numerics.cast if in_range else _numerics.saturating_cast",
     "cast = _numerics.cast",
     NUMERICS + TARGETS,
@@ -145,7 +145,7 @@ MUTANTS = [
   ),
   M(
     "update_from_unrounded_state",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "  mu_c, stored_mu = _as_stored(new_mu, mu.dtype)\n"
     "  return nu_c, mu_c, stored_nu, stored_mu",
     "  mu_c, stored_mu = _as_stored(new_mu, mu.dtype)\n"
@@ -155,7 +155,7 @@ MUTANTS = [
   ),
   M(
     "initial_scale_ignored",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)",
     "p, 0.0, _numerics.storage_dtype(p, nu_dtype, real=True)",
     CORE,
@@ -163,7 +163,7 @@ MUTANTS = [
   ),
   M(
     "nu_stored_complex",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "_numerics.storage_dtype(p, nu_dtype, real=True)",
     "_numerics.storage_dtype(p, nu_dtype)",
     NUMERICS + TARGETS,
@@ -171,7 +171,7 @@ MUTANTS = [
   ),
   M(
     "none_gradient_drops_state",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "keep = lambda new, old: old if new is None else new",
     "keep = lambda new, old: new",
     CONTRACT + ["tests/test_dropin_inputs.py"],
@@ -179,7 +179,7 @@ MUTANTS = [
   ),
   M(
     "none_gradient_drops_mu",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "new_mu = jax.tree.map(keep, field(3), state.mu, is_leaf=_trees.is_none)",
     "new_mu = field(3)",
     CONTRACT + ["tests/test_dropin_inputs.py"] + TARGETS,
@@ -188,7 +188,7 @@ MUTANTS = [
   # -- scale_by_rms: the scaling ---------------------------------------------
   M(
     "eps_placement_swapped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps",
     "denominator = (jnp.sqrt(var) if eps_in_sqrt else var) + eps",
     CORE,
@@ -196,7 +196,7 @@ MUTANTS = [
   ),
   M(
     "eps_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "denominator = (var if eps_in_sqrt else jnp.sqrt(var)) + eps",
     "denominator = (var if eps_in_sqrt else jnp.sqrt(var))",
     CORE,
@@ -204,7 +204,7 @@ MUTANTS = [
   ),
   M(
     "centered_variance_sign",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)",
     "var = jnp.maximum(nu_hat + _numerics.abs_sq(mu_hat), 0)",
     CORE,
@@ -212,7 +212,7 @@ MUTANTS = [
   ),
   M(
     "centered_clamp_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "var = jnp.maximum(nu_hat - _numerics.abs_sq(mu_hat), 0)",
     "var = nu_hat - _numerics.abs_sq(mu_hat)",
     NUMERICS + CORE,
@@ -220,7 +220,7 @@ MUTANTS = [
   ),
   M(
     "denominator_floor_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "if not _validation.known_at_least(eps, tiny):",
     "if False:",
     NUMERICS + TARGETS,
@@ -228,7 +228,7 @@ MUTANTS = [
   ),
   M(
     "rsqrt_branch_inverted",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "  if eps_in_sqrt:\n    scaling = jax.lax.rsqrt(denominator)",
     "  if not eps_in_sqrt:\n    scaling = jax.lax.rsqrt(denominator)",
     CORE,
@@ -237,7 +237,7 @@ MUTANTS = [
   # -- bias correction -------------------------------------------------------
   M(
     "bias_correction_exponent_plus_one",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "nu_hat = optax.tree.bias_correction(nu_hat, decay, count)",
     "nu_hat = optax.tree.bias_correction(nu_hat, decay, count + 1)",
     CORE,
@@ -245,7 +245,7 @@ MUTANTS = [
   ),
   M(
     "bias_correction_mu_dropped",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "        mu_hat = optax.tree.bias_correction(mu_hat, decay, count)",
     "        pass",
     CORE,
@@ -253,7 +253,7 @@ MUTANTS = [
   ),
   M(
     "bias_correction_count_not_incremented",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     "count = optax.safe_increment(state.count)",
     "count = state.count + 0 * optax.safe_increment(state.count)",
     CORE,
@@ -262,7 +262,7 @@ MUTANTS = [
   # -- numerics --------------------------------------------------------------
   M(
     "no_float32_promotion",
-    "_numerics.py",
+    "_rules/numerics.py",
     "return jnp.promote_types(dtype, jnp.float32)",
     "return jnp.dtype(dtype)",
     NUMERICS + TARGETS,
@@ -270,7 +270,7 @@ MUTANTS = [
   ),
   M(
     "saturating_cast_not_saturating",
-    "_numerics.py",
+    "_rules/numerics.py",
     "  if big >= jnp.finfo(x.dtype).max:\n    return cast(x, dtype)",
     "  if True:\n    return cast(x, dtype)",
     NUMERICS + TARGETS,
@@ -278,7 +278,7 @@ MUTANTS = [
   ),
   M(
     "complex_moment_dtype_made_real",
-    "_numerics.py",
+    "_rules/numerics.py",
     "    return jnp.promote_types(dtype, jnp.complex64)",
     "    return dtype",
     NUMERICS + TARGETS,
@@ -286,7 +286,7 @@ MUTANTS = [
   ),
   M(
     "abs_sq_drops_imaginary",
-    "_numerics.py",
+    "_rules/numerics.py",
     "return jnp.real(x) ** 2 + jnp.imag(x) ** 2",
     "return jnp.real(x) ** 2",
     NUMERICS + TARGETS,
@@ -294,7 +294,7 @@ MUTANTS = [
   ),
   M(
     "smallest_normal_zero",
-    "_numerics.py",
+    "_rules/numerics.py",
     "return float(jnp.finfo(real_dtype(dtype)).tiny)",
     "return 0.0",
     NUMERICS + TARGETS,
@@ -302,7 +302,7 @@ MUTANTS = [
   ),
   M(
     "saturation_keeps_inf_dropped",
-    "_numerics.py",
+    "_rules/numerics.py",
     "return jax.lax.select(jax.lax.is_finite(x), clipped, x)",
     "return clipped",
     NONFINITE + TARGETS,
@@ -311,7 +311,7 @@ MUTANTS = [
   # -- momentum and the chain ------------------------------------------------
   M(
     "momentum_weights_swapped",
-    "_transforms.py",
+    "_core/transforms.py",
     "u_c + decay * _numerics.cast(m, cdtype), m.dtype",
     "decay * u_c + _numerics.cast(m, cdtype), m.dtype",
     CORE,
@@ -319,7 +319,7 @@ MUTANTS = [
   ),
   M(
     "nesterov_ignored",
-    "_transforms.py",
+    "_core/transforms.py",
     "      new_u = u_c + decay * new_u",
     "      new_u = new_u",
     CORE,
@@ -327,7 +327,7 @@ MUTANTS = [
   ),
   M(
     "momentum_saturating_cast_dropped",
-    "_transforms.py",
+    "_core/transforms.py",
     "    stored = _numerics.saturating_cast(\n"
     "        u_c + decay * _numerics.cast(m, cdtype), m.dtype",
     "    stored = _numerics.cast(\n"
@@ -337,7 +337,7 @@ MUTANTS = [
   ),
   M(
     "momentum_none_drops_buffer",
-    "_transforms.py",
+    "_core/transforms.py",
     "lambda u, m: (None, m) if u is None else leaf(u, m)",
     "lambda u, m: (None, None) if u is None else leaf(u, m)",
     CONTRACT + ["tests/test_dropin_inputs.py"],
@@ -345,7 +345,7 @@ MUTANTS = [
   ),
   M(
     "decoupled_decay_sign",
-    "_transforms.py",
+    "_core/transforms.py",
     "_trees.map_leaves(lambda u, p: weight_decay * p, updates, params)",
     "_trees.map_leaves(lambda u, p: -weight_decay * p, updates, params)",
     CORE + CONTRACT,
@@ -353,7 +353,7 @@ MUTANTS = [
   ),
   M(
     "coupled_decay_mask_dropped",
-    "_transforms.py",
+    "_core/transforms.py",
     "tx = masked(optax.add_decayed_weights(weight_decay), mask, mask_name)",
     "tx = optax.add_decayed_weights(weight_decay)",
     TARGETS + CONTRACT,
@@ -361,7 +361,7 @@ MUTANTS = [
   ),
   M(
     "decoupled_decay_mask_dropped",
-    "_transforms.py",
+    "_core/transforms.py",
     '  return masked(tx, mask, "mask")',
     "  return tx",
     CONTRACT + TARGETS,
@@ -369,7 +369,7 @@ MUTANTS = [
   ),
   M(
     "lr_and_momentum_order_swapped",
-    "_rmsprop.py",
+    "_core/rmsprop.py",
     "steps.extend([lr_step, buffer] if lr_in_momentum else [buffer, lr_step])",
     "steps.extend([buffer, lr_step] if lr_in_momentum else [lr_step, buffer])",
     CORE + ["tests/test_presets_torch_schedules.py"],
@@ -377,7 +377,7 @@ MUTANTS = [
   ),
   M(
     "maximize_ignored",
-    "_rmsprop.py",
+    "_core/rmsprop.py",
     "  if maximize:\n    steps.append(optax.scale(-1.0))",
     "  if False:\n    steps.append(optax.scale(-1.0))",
     CORE,
@@ -385,7 +385,7 @@ MUTANTS = [
   ),
   M(
     "rmsprop_mask_dropped_for_decoupled",
-    "_rmsprop.py",
+    "_core/rmsprop.py",
     '            weight_decay_mask,\n            "weight_decay_mask",',
     '            None,\n            "weight_decay_mask",',
     CONTRACT + TARGETS,
@@ -394,7 +394,7 @@ MUTANTS = [
   # -- presets: defaults and conventions -------------------------------------
   M(
     "keras_default_epsilon",
-    "_presets_keras.py",
+    "_ports/keras/preset.py",
     "epsilon: jax.typing.ArrayLike = 1e-07,",
     "epsilon: jax.typing.ArrayLike = 1e-08,",
     preset("keras"),
@@ -402,7 +402,7 @@ MUTANTS = [
   ),
   M(
     "keras_default_rho",
-    "_presets_keras.py",
+    "_ports/keras/preset.py",
     "rho: jax.typing.ArrayLike = 0.9,",
     "rho: jax.typing.ArrayLike = 0.95,",
     preset("keras"),
@@ -410,7 +410,7 @@ MUTANTS = [
   ),
   M(
     "keras_lr_outside_momentum",
-    "_presets_keras.py",
+    "_ports/keras/preset.py",
     "      lr_in_momentum=True,\n      decoupled_weight_decay=weight_decay,",
     "      lr_in_momentum=False,\n      decoupled_weight_decay=weight_decay,",
     preset("keras"),
@@ -418,7 +418,7 @@ MUTANTS = [
   ),
   M(
     "keras_decay_coupled",
-    "_presets_keras.py",
+    "_ports/keras/preset.py",
     "      decoupled_weight_decay=weight_decay,\n",
     "      coupled_weight_decay=weight_decay,\n",
     preset("keras"),
@@ -426,7 +426,7 @@ MUTANTS = [
   ),
   M(
     "torch_default_alpha",
-    "_presets_torch.py",
+    "_ports/torch/preset.py",
     "alpha: jax.typing.ArrayLike = 0.99,",
     "alpha: jax.typing.ArrayLike = 0.9,",
     preset("torch"),
@@ -434,7 +434,7 @@ MUTANTS = [
   ),
   M(
     "torch_default_eps",
-    "_presets_torch.py",
+    "_ports/torch/preset.py",
     "eps: jax.typing.ArrayLike = 1e-08,",
     "eps: jax.typing.ArrayLike = 1e-07,",
     preset("torch"),
@@ -442,7 +442,7 @@ MUTANTS = [
   ),
   M(
     "torch_eps_inside_root",
-    "_presets_torch.py",
+    "_ports/torch/preset.py",
     "    eps_in_sqrt=False,",
     "    eps_in_sqrt=True,",
     preset("torch"),
@@ -450,7 +450,7 @@ MUTANTS = [
   ),
   M(
     "torch_lr_inside_momentum",
-    "_presets_torch.py",
+    "_ports/torch/preset.py",
     "    lr_in_momentum=False,",
     "    lr_in_momentum=True,",
     preset("torch") + ["tests/test_presets_torch_schedules.py"],
@@ -458,7 +458,7 @@ MUTANTS = [
   ),
   M(
     "tf1_initial_scale_zero",
-    "_presets_tf1.py",
+    "_ports/tf1.py",
     "      initial_scale=1.0,",
     "      initial_scale=0.0,",
     preset("tf1"),
@@ -466,7 +466,7 @@ MUTANTS = [
   ),
   M(
     "tf1_default_epsilon",
-    "_presets_tf1.py",
+    "_ports/tf1.py",
     "epsilon: jax.typing.ArrayLike = 1e-10,",
     "epsilon: jax.typing.ArrayLike = 1e-07,",
     preset("tf1"),
@@ -474,7 +474,7 @@ MUTANTS = [
   ),
   M(
     "timm_initial_scale_zero",
-    "_presets_timm.py",
+    "_ports/timm.py",
     "      initial_scale=1.0,\n      eps_in_sqrt=True,\n",
     "      initial_scale=0.0,\n      eps_in_sqrt=True,\n",
     preset("timm"),
@@ -482,7 +482,7 @@ MUTANTS = [
   ),
   M(
     "timm_default_alpha",
-    "_presets_timm.py",
+    "_ports/timm.py",
     "alpha: jax.typing.ArrayLike = 0.9,",
     "alpha: jax.typing.ArrayLike = 0.99,",
     preset("timm"),
@@ -490,7 +490,7 @@ MUTANTS = [
   ),
   M(
     "dqn_not_centered",
-    "_presets_dqn.py",
+    "_ports/dqn.py",
     "      centered=True,",
     "      centered=False,",
     preset("dqn"),
@@ -498,7 +498,7 @@ MUTANTS = [
   ),
   M(
     "dqn_default_decay",
-    "_presets_dqn.py",
+    "_ports/dqn.py",
     "decay: jax.typing.ArrayLike = 0.95,",
     "decay: jax.typing.ArrayLike = 0.9,",
     preset("dqn"),
@@ -507,7 +507,7 @@ MUTANTS = [
   # -- wrappers --------------------------------------------------------------
   M(
     "lazy_rows_all_instead_of_any",
-    "_lazy_rows.py",
+    "_tools/lazy_rows.py",
     "return jnp.any(g != 0, axis=tuple(range(1, jnp.ndim(g))))",
     "return jnp.all(g != 0, axis=tuple(range(1, jnp.ndim(g))))",
     ["tests/test_lazy_rows.py"],
@@ -515,7 +515,7 @@ MUTANTS = [
   ),
   M(
     "caution_direction_flipped",
-    "_caution.py",
+    "_tools/caution.py",
     "mask = (jnp.real(product) < 0).astype(u.dtype)",
     "mask = (jnp.real(product) > 0).astype(u.dtype)",
     ["tests/test_caution.py"],
@@ -523,7 +523,7 @@ MUTANTS = [
   ),
   M(
     "caution_not_rescaled",
-    "_caution.py",
+    "_tools/caution.py",
     "return u * (mask / scale)",
     "return u * mask",
     ["tests/test_caution.py"],
@@ -531,7 +531,7 @@ MUTANTS = [
   ),
   M(
     "stacked_wrong_row",
-    "_stacked.py",
+    "_tools/stacked.py",
     "new_leaves[i] = stacked[j].astype(leaves[i].dtype)",
     "new_leaves[i] = stacked[0].astype(leaves[i].dtype)",
     ["tests/test_stacked.py"],
@@ -539,7 +539,7 @@ MUTANTS = [
   ),
   M(
     "stacked_groups_ignore_dtype",
-    "_stacked.py",
+    "_tools/stacked.py",
     "key: Any = (shape, np.dtype(jnp.result_type(leaf)), shardings[i])",
     "key: Any = (shape, shardings[i])",
     ["tests/test_stacked.py"] + TARGETS,
@@ -547,7 +547,7 @@ MUTANTS = [
   ),
   M(
     "stacked_frozen_rows_not_kept",
-    "_stacked.py",
+    "_tools/stacked.py",
     "if any(map(any, frozen)):",
     "if False:",
     ["tests/test_stacked.py"] + TARGETS,
@@ -555,7 +555,7 @@ MUTANTS = [
   ),
   M(
     "keras_ema_weights_swapped",
-    "_keras_transforms.py",
+    "_ports/keras/transforms.py",
     "return alpha * e + (1 - alpha) * new_p",
     "return (1 - alpha) * e + alpha * new_p",
     preset("keras"),
@@ -563,7 +563,7 @@ MUTANTS = [
   ),
   M(
     "keras_clipnorm_min",
-    "_keras_transforms.py",
+    "_ports/keras/transforms.py",
     "return (g * max_norm) / jnp.maximum(l2norm, max_norm)",
     "return (g * max_norm) / jnp.minimum(l2norm, max_norm)",
     preset("keras"),
@@ -572,7 +572,7 @@ MUTANTS = [
   # -- validation ------------------------------------------------------------
   M(
     "nan_hyperparameter_accepted",
-    "_validation.py",
+    "_rules/validation.py",
     "  ok = ~np.isnan(array)",
     "  ok = np.ones_like(array, bool)",
     ["tests/test_validation.py"] + TARGETS + FUZZ,
@@ -580,7 +580,7 @@ MUTANTS = [
   ),
   M(
     "inf_hyperparameter_accepted",
-    "_validation.py",
+    "_rules/validation.py",
     "  if np.isinf(array):",
     "  if False:",
     ["tests/test_validation.py"] + TARGETS + FUZZ,
@@ -588,7 +588,7 @@ MUTANTS = [
   ),
   M(
     "bool_flag_check_dropped",
-    "_validation.py",
+    "_rules/validation.py",
     "  if isinstance(value, (bool, np.bool_)):\n    return\n  if isinstance("
     "value, jax.core.Tracer):",
     "  if True:\n    return\n  if isinstance(value, jax.core.Tracer):",
@@ -597,7 +597,7 @@ MUTANTS = [
   ),
   M(
     "decay_upper_bound_two",
-    "_scale_by_rms.py",
+    "_core/scale_by_rms.py",
     '_validation.check_interval("decay", decay, 0.0, 1.0)',
     '_validation.check_interval("decay", decay, 0.0, 2.0)',
     ["tests/test_validation.py", "tests/test_presets_validation.py"] + FUZZ,
@@ -605,7 +605,7 @@ MUTANTS = [
   ),
   M(
     "none_number_accepted",
-    "_validation.py",
+    "_rules/validation.py",
     "    if optional:\n      return None\n",
     "    if True:\n      return None\n",
     ["tests/test_validation.py"] + TARGETS + FUZZ,

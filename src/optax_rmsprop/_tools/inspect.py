@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _stacked
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
+from optax_rmsprop._tools import stacked as _stacked
 
 # The RMS states (optax's own classes), found by type wherever they sit in a
 # state tree. Fields are read by name (count, mu only where enabled).

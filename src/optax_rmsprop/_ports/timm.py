@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _caution
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _transforms
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._core import transforms as _transforms
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
+from optax_rmsprop._tools import caution as _caution
 
 
 def _decay_learning_rate(lr, corrected: bool, max_lr: Optional[float]):
@@ -220,7 +220,7 @@ def timm_rmsprop_tf(
           f" optimizer was constructed with), got {peak!r}"
       )
   decay_lr = None  # the lr of the decoupled decay, checked now
-  if decoupled_decay and _presets_args.known_on(weight_decay) is not False:
+  if decoupled_decay and _switches.known_on(weight_decay) is not False:
     decay_lr = _decay_learning_rate(lr, corrected_weight_decay, max_lr)
 
   def build(on: dict[str, bool]):
@@ -255,6 +255,6 @@ def timm_rmsprop_tf(
 
   # No buffer (and so no caution) for momentum 0 and no decay for
   # weight_decay 0, decided by init (also for injected values).
-  return _presets_args.init_decides(
+  return _switches.init_decides(
       build, momentum=momentum, weight_decay=weight_decay
   )

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _optax_compat
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _trees
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._rules import optax_compat as _optax_compat
+from optax_rmsprop._rules import trees as _trees
 
 _RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
 _INJECT_STATES = _trees.INJECT_STATE_TYPES
@@ -310,7 +310,7 @@ def from_torch_state_dict(
     >>> torch_opt.step()
     >>> params = jnp.array(w.numpy())  # a copy: torch updates w in place
     >>> tx = optax_rmsprop.torch_rmsprop(lr=0.01, momentum=0.9)
-    >>> state = optax_rmsprop.from_torch_state_dict(
+    >>> state = optax_rmsprop.torch.from_torch_state_dict(
     ...     torch_opt.state_dict(), tx, params)
     >>> w.grad = torch.tensor([0.5, -1.0])
     >>> torch_opt.step()
@@ -511,7 +511,7 @@ def to_torch_state_dict(
     >>> _, state = tx.update(jnp.array([0.5, -1.0]), state, params)
     >>> w = torch.tensor([1.0, 2.0])  # params after that update, in torch
     >>> torch_opt = torch.optim.RMSprop([w], lr=0.01, momentum=0.9)
-    >>> torch_opt.load_state_dict(optax_rmsprop.to_torch_state_dict(
+    >>> torch_opt.load_state_dict(optax_rmsprop.torch.to_torch_state_dict(
     ...     state, params, torch_opt.state_dict()["param_groups"], step=1))
     >>> torch_opt.state[w]["square_avg"]
     tensor([0.0025, 0.0100])

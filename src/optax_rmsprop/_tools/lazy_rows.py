@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _stacked
-from optax_rmsprop import _trees
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._tools import stacked as _stacked
 
 # Marks a leaf that is updated densely (a Python bool is a pytree leaf).
 _DENSE = False
@@ -135,7 +135,7 @@ def lazy_rows(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> import optax_rmsprop
-    >>> tx = optax_rmsprop.lazy_rows(optax.adam(0.1))
+    >>> tx = optax_rmsprop.tools.lazy_rows(optax.adam(0.1))
     >>> table = jnp.ones((3, 2))
     >>> state = tx.init(table)
     >>> grads = jnp.array([[1.0, 0.0], [0.0, 0.0], [0.0, -2.0]])

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import optax
 
-from optax_rmsprop import _optax_compat
+from optax_rmsprop._rules import optax_compat as _optax_compat
 
 
 def known_on(value: Any) -> Optional[bool]:

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _keras_transforms
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _trees
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._ports.keras import transforms as _keras_transforms
+from optax_rmsprop._rules import trees as _trees
 
 _RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
 _INJECTED = _trees.INJECT_STATE_TYPES
@@ -121,7 +121,7 @@ def from_keras_variables(
     >>> opt.apply([g], [w])  # a Keras run, one step so far
     >>> params = [w.numpy()]
     >>> tx = optax_rmsprop.keras_rmsprop(0.01, momentum=0.9)
-    >>> state = optax_rmsprop.from_keras_variables(opt, params, tx)
+    >>> state = optax_rmsprop.keras.from_keras_variables(opt, params, tx)
     >>> updates, state = tx.update([g], state, params)
     >>> opt.apply([g], [w])  # the same second step, in Keras
     >>> bool(np.allclose(optax.apply_updates(params, updates)[0], w.numpy()))
@@ -272,7 +272,9 @@ def to_keras_variables(
     >>> opt = keras.optimizers.RMSprop(0.01, centered=True)
     >>> opt.build([w])
     >>> # a constant lr keeps no count: tell Keras this was call 1
-    >>> values = optax_rmsprop.to_keras_variables(state, opt, iterations=1)
+    >>> values = optax_rmsprop.keras.to_keras_variables(
+    ...     state, opt, iterations=1
+    ... )
     >>> for variable, value in zip(opt.variables, values):
     ...   _ = variable.assign(value)
     >>> opt.apply(g, [w])  # Keras continues the run
