@@ -317,6 +317,9 @@ def checkpoint_main(directory):
       centered=True,
       momentum=0.9,
       bias_correction=True,
+      # Step 1 of centered + bias correction: optax's ν̂ − μ̂² is rounding
+      # noise, NaN where below -ε; clamped here so the run stays finite.
+      safe_numerics=True,
   )
   host_params, grads = host_params_and_grads(steps=8, seed=1)
   mesh = make_mesh(explicit=False)
