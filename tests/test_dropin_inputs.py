@@ -341,3 +341,19 @@ def test_empty_trees(name, empty):
   shardings = optax_rmsprop.tools.state_shardings(tx, empty)
   assert jax.tree.structure(
       optax_rmsprop.tools.init_sharded(tx, empty)) == jax.tree.structure(shardings)
+
+
+def test_centered_none_gradient_keeps_its_mu_as_it_was():
+  """A None gradient (frozen param) leaves its μ as it was, as ν: the
+  documented contract (optax's own update_moment would store None)."""
+  tx = optax_rmsprop.scale_by_rms(decay=0.9, centered=True)
+  params = {"w": jnp.zeros(3), "b": jnp.zeros(2)}
+  state = tx.init(params)
+  _, state = tx.update({"w": jnp.ones(3), "b": jnp.full(2, 2.0)}, state)
+  before = jax.tree.map(np.asarray, state)
+  updates, state = jax.jit(tx.update)({"w": jnp.ones(3), "b": None}, state)
+  assert updates["b"] is None
+  np.testing.assert_array_equal(state.mu["b"], before.mu["b"])
+  np.testing.assert_allclose(state.mu["b"], [0.2, 0.2], rtol=1e-6)  # (1-ρ) g
+  np.testing.assert_array_equal(state.nu["b"], before.nu["b"])
+  np.testing.assert_allclose(state.mu["w"], 0.19, rtol=1e-6)  # it moved

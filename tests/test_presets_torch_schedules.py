@@ -397,3 +397,12 @@ def test_onecycle_run_with_cycled_momentum_matches_torch():
   deviation = problem.max_relative_deviation(actual, expected)
   print(f"OneCycleLR run: max rel dev {deviation:.2e}")
   assert deviation <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["base_momentum", "max_momentum"])
+def test_onecycle_rejects_nan_momentum_bounds(name):
+  """The one range check without bounds: NaN must still fail (NaN compares
+  false against any bound, so only the explicit NaN test catches it here),
+  or every momentum of the schedule is NaN."""
+  with pytest.raises(ValueError, match=name):
+    optax_rmsprop.torch.torch_onecycle_schedules(0.1, 10, **{name: float("nan")})

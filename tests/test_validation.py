@@ -72,3 +72,35 @@ def test_decoupled_weight_decay_needs_params():
   tx = optax_rmsprop.rmsprop(1e-3, decoupled_weight_decay=1e-2)
   with pytest.raises(ValueError, match="needs the params"):
     tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+def test_complex_gradient_for_a_real_param_is_rejected():
+  """Storing a complex average in a real buffer would drop its imaginary
+  part silently."""
+  tx = optax_rmsprop.rmsprop(0.1, momentum=0.9)
+  state = tx.init(jnp.zeros(2))
+  with pytest.raises(ValueError, match="complex"):
+    tx.update(jnp.array([1j, 1.0], jnp.complex64), state)
+
+
+@pytest.mark.parametrize(
+  "make,name",
+  [
+    (lambda v: optax_rmsprop.rmsprop(v), "learning_rate"),
+    (lambda v: optax_rmsprop.scale_by_rms(eps=v), "eps"),
+    (
+      lambda v: optax_rmsprop.rmsprop(0.1, coupled_weight_decay=v),
+      "coupled_weight_decay",
+    ),
+    (
+      lambda v: optax_rmsprop.torch.torch_onecycle_schedules(0.1, 10, max_momentum=v),
+      "max_momentum",
+    ),
+  ],
+)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_hyperparameters_are_rejected_by_the_finiteness_check(make, name, value):
+  """+inf passes a lower bound (inf >= 0) and an absent upper one: only the
+  explicit finiteness check rejects it."""
+  with pytest.raises(ValueError, match=f"{name} must be finite"):
+    make(value)
