@@ -22,7 +22,9 @@ the test that killed it.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import io
 import os
 import pathlib
 import re
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORT = ROOT / "tools" / "mutation_report.md"
@@ -635,7 +638,335 @@ MUTANTS = [
     ["tests/test_validation.py"] + PINNED + FUZZ,
     "None accepted for a number",
   ),
+  # -- programs: which leaves run optax's own program ------------------------
+  M(
+    "programs_state_dtype_ignored",
+    "_core/programs.py",
+    "  if any(s is not None and jnp.dtype(s.dtype) != dtype for s in state):\n"
+    "    return None\n",
+    "",
+    NUMERICS,
+    "a float32 gradient with bfloat16 state (nu_dtype) runs optax's program,"
+    " which promotes the state to float32",
+  ),
+  M(
+    "programs_subtree_inverted",
+    "_core/programs.py",
+    "[x if i in keep else None for i, x in enumerate(leaves)]",
+    "[x if i not in keep else None for i, x in enumerate(leaves)]",
+    NUMERICS + CONTRACT,
+    "a mixed-dtype tree: each program gets the other group's leaves",
+  ),
+  # -- the namespaces: what each public name is --------------------------------
+  M(
+    "top_level_tf1_is_dqn",
+    "__init__.py",
+    "from optax_rmsprop._ports.tf1 import tf1_rmsprop as tf1_rmsprop",
+    "from optax_rmsprop._ports.dqn import dqn_rmsprop as tf1_rmsprop",
+    ["tests/test_presets_tf1.py::test_tf1_preset_defaults_equal_tf1_signature_defaults"],
+    "optax_rmsprop.tf1_rmsprop re-exports another preset",
+  ),
+  M(
+    "keras_namespace_from_is_to",
+    "keras.py",
+    "    from_keras_variables as from_keras_variables,",
+    "    to_keras_variables as from_keras_variables,",
+    ["tests/test_keras_variables.py::test_variable_paths_match_leaves_by_name_and_round_trip_exactly"],
+    "optax_rmsprop.keras.from_keras_variables is the other direction",
+  ),
+  M(
+    "tools_namespace_lazy_rows_is_cautious",
+    "tools.py",
+    "from optax_rmsprop._tools.lazy_rows import lazy_rows as lazy_rows",
+    "from optax_rmsprop._tools.caution import cautious as lazy_rows",
+    ["tests/test_lazy_rows.py::test_a_zero_row_is_a_large_effect"],
+    "optax_rmsprop.tools.lazy_rows re-exports another wrapper",
+  ),
+  M(
+    "torch_namespace_from_is_to",
+    "torch.py",
+    "    from_torch_state_dict as from_torch_state_dict,",
+    "    to_torch_state_dict as from_torch_state_dict,",
+    ["tests/test_presets_torch_state_dict.py::test_a_constant_lr_needs_the_step"],
+    "optax_rmsprop.torch.from_torch_state_dict is the other direction",
+  ),
+  # -- Keras transforms: accumulation and EMA ----------------------------------
+  M(
+    "keras_accumulation_emits_one_late",
+    "_ports/keras/transforms.py",
+    "emit = state.mini_step == steps - 1",
+    "emit = state.mini_step == steps",
+    preset("keras"),
+    "gradient_accumulation_steps: the step is emitted on mini-step k, not"
+    " k - 1 (never, as mini_step < k)",
+  ),
+  M(
+    "keras_accumulator_not_reset",
+    "_ports/keras/transforms.py",
+    "lambda s, a: jnp.where(emit, jnp.zeros_like(a), s).astype(a.dtype)",
+    "lambda s, a: s.astype(a.dtype)",
+    preset("keras"),
+    "the accumulated gradients are not zeroed after a step",
+  ),
+  M(
+    "keras_ema_first_step_not_copied",
+    "_ports/keras/transforms.py",
+    "alpha = (iterations != 0).astype(p.dtype) * momentum",
+    "alpha = jnp.asarray(momentum, p.dtype)",
+    preset("keras"),
+    "use_ema: the average starts from 0 instead of the first params",
+  ),
+  M(
+    "keras_ema_overwrite_off_by_one",
+    "_ports/keras/transforms.py",
+    "overwrite = (iterations + 1) % overwrite_frequency == 0",
+    "overwrite = iterations % overwrite_frequency == 0",
+    preset("keras"),
+    "ema_overwrite_frequency: the params are overwritten one iteration early",
+  ),
+  # -- switches: init decides which features exist -----------------------------
+  M(
+    "switches_zero_is_on",
+    "_ports/switches.py",
+    "  return bool(np.asarray(value).any())",
+    "  return True",
+    preset("torch") + ["tests/test_presets_validation.py"],
+    "momentum=0 / weight_decay=0 still builds a buffer / decay",
+  ),
+  M(
+    "switches_value_for_a_missing_feature_accepted",
+    "_ports/switches.py",
+    "      if not on and known_on(values[name]):",
+    "      if False:",
+    ["tests/test_presets_validation.py"],
+    "a nonzero momentum for a state initialised with momentum=0 is silently"
+    " ignored",
+  ),
+  # -- timm --------------------------------------------------------------------
+  M(
+    "timm_coupled_decay_twice_with_caution",
+    "_ports/timm.py",
+    "inner_coupled = None if use_caution else coupled",
+    "inner_coupled = coupled",
+    preset("timm"),
+    "caution with coupled decay: the decay is added twice (before caution"
+    " and inside rmsprop)",
+  ),
+  # -- torch param groups --------------------------------------------------------
+  M(
+    "param_groups_defaults_override_the_group",
+    "_ports/torch/param_groups.py",
+    "torch_rmsprop(**{**defaults, **overrides})",
+    "torch_rmsprop(**{**overrides, **defaults})",
+    ["tests/test_presets_torch_groups.py"],
+    "the shared defaults win over a group's own value (PyTorch: the group's)",
+  ),
+  M(
+    "param_groups_unknown_label_accepted",
+    "_ports/torch/param_groups.py",
+    "    if unknown:\n      raise ValueError(",
+    "    if False:\n      raise ValueError(",
+    ["tests/test_presets_torch_groups.py"],
+    "a label naming no group is not reported (optax.partition's KeyError)",
+  ),
+  # -- torch OneCycleLR ----------------------------------------------------------
+  M(
+    "onecycle_first_phase_ends_one_late",
+    "_ports/torch/schedules.py",
+    "ends = [pct_start * total - 1, total - 1]",
+    "ends = [pct_start * total, total - 1]",
+    ["tests/test_presets_torch_schedules.py"],
+    "the warm-up phase ends at update pT, not pT - 1 (torch's phases hold"
+    " their end step)",
+  ),
+  M(
+    "onecycle_three_phase_second_end_off_by_one",
+    "_ports/torch/schedules.py",
+    "2 * pct_start * total - 2",
+    "2 * pct_start * total - 1",
+    ["tests/test_presets_torch_schedules.py"],
+    "three_phase: the second phase ends at 2pT - 1, not 2pT - 2",
+  ),
+  M(
+    "onecycle_epochs_steps_total_off_by_one",
+    "_ports/torch/schedules.py",
+    "total = epochs * steps_per_epoch",
+    "total = epochs * steps_per_epoch + 1",
+    ["tests/test_presets_torch_schedules.py"],
+    "epochs × steps_per_epoch converted to one update too many",
+  ),
+  M(
+    "onecycle_final_lr_from_max_lr",
+    "_ports/torch/schedules.py",
+    "final = initial / final_div_factor",
+    "final = max_lr / final_div_factor",
+    ["tests/test_presets_torch_schedules.py"],
+    "the final lr is max_lr / d_f instead of (max_lr / d) / d_f",
+  ),
+  # -- optax_compat --------------------------------------------------------------
+  M(
+    "optax_compat_split_class_is_the_wrapper",
+    "_rules/optax_compat.py",
+    "    .init(jnp.zeros((), jnp.complex64))\n    .inner_state.trace\n",
+    "    .init(jnp.zeros((), jnp.complex64))\n    .inner_state\n",
+    ["tests/test_optax_compat.py"],
+    "the split real/imaginary class taken one level too high (TraceState)",
+  ),
+  # -- trees: the tree rules -----------------------------------------------------
+  M(
+    "trees_integer_leaves_accepted",
+    "_rules/trees.py",
+    "if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):",
+    "if dtype is None:",
+    ["tests/test_validation.py", "tests/test_contract.py"],
+    "an integer gradient/param leaf is optimized (an integer moving average)",
+  ),
+  M(
+    "trees_prefix_mask_inverted",
+    "_rules/trees.py",
+    "          lambda _: leaf, subtree, is_leaf=is_none",
+    "          lambda _: not leaf, subtree, is_leaf=is_none",
+    ["tests/test_lazy_rows.py::test_a_prefix_mask_is_the_full_mask"],
+    "a prefix mask's bool is inverted when spread over its subtree",
+  ),
+  M(
+    "trees_non_bool_mask_accepted",
+    "_rules/trees.py",
+    "    if m is None or isinstance(m, (bool, np.bool_)):\n      continue",
+    "    if True:\n      continue",
+    ["tests/test_validation.py", "tests/test_contract.py"],
+    "a mask leaf that is not a bool (a float, a string) is accepted",
+  ),
+  M(
+    "trees_complex_gradient_check_dropped",
+    "_rules/trees.py",
+    "    if jnp.iscomplexobj(g) and not jnp.iscomplexobj(s):",
+    "    if False:",
+    ["tests/test_validation.py"],
+    "a complex gradient for a real param drops its imaginary part silently",
+  ),
+  M(
+    "trees_shape_mismatch_accepted",
+    "_rules/trees.py",
+    "    if jnp.shape(g) != jnp.shape(s):",
+    "    if False:",
+    ["tests/test_validation.py", "tests/test_contract.py"],
+    "a gradient of another shape than its state broadcasts silently",
+  ),
+  # -- lazy_rows ---------------------------------------------------------------
+  M(
+    "lazy_rows_inactive_rows_get_updates",
+    "_tools/lazy_rows.py",
+    "lambda u, a: _keep_inactive_rows(u, jnp.zeros_like(u), a),",
+    "lambda u, a: u,",
+    ["tests/test_lazy_rows.py"],
+    "rows without a gradient still get the inner update",
+  ),
+  M(
+    "lazy_rows_keep_rule_inverted",
+    "_tools/lazy_rows.py",
+    "  return jnp.where(rows, new, old)",
+    "  return jnp.where(rows, old, new)",
+    ["tests/test_lazy_rows.py"],
+    "the state moves on the inactive rows and stays on the active ones",
+  ),
+  M(
+    "lazy_rows_mask_ignored",
+    "_tools/lazy_rows.py",
+    "    if not lazy or jnp.ndim(g) <= axis:",
+    "    if jnp.ndim(g) <= axis:",
+    ["tests/test_lazy_rows.py"],
+    "leaves the mask leaves dense are lazy too",
+  ),
+  # -- stacked / sharding ----------------------------------------------------------
+  M(
+    "stacked_row_axis_is_the_stacking_axis",
+    "_tools/stacked.py",
+    "  return 1 if _STACKED_UPDATE.get() else 0",
+    "  return 0",
+    ["tests/test_stacked.py::test_lazy_rows_inside_judges_each_params_rows"],
+    "inside stack_leaves, lazy_rows takes the stacking axis for the rows",
+  ),
+  M(
+    "stacked_big_leaves_stacked_too",
+    "_tools/stacked.py",
+    "    if int(np.prod(shape)) > max_leaf_size:\n      key = i",
+    "    if False:\n      key = i",
+    ["tests/test_stacked.py"],
+    "max_leaf_size ignored: large leaves are stacked (a copy per step)",
+  ),
+  M(
+    "stacked_shardings_replicated",
+    "_tools/stacked.py",
+    "        return per_group[key.idx]",
+    "        return replicated",
+    ["tests/test_sharding.py::test_stack_leaves_on_a_mesh_respects_shardings"],
+    "a stacked group's state is replicated, not sharded like its params",
+  ),
+  M(
+    "sharding_state_replicated",
+    "_tools/sharding.py",
+    "        lambda _, sharding: sharding,",
+    "        lambda _, sharding: replicated,",
+    ["tests/test_sharding.py::test_state_shardings_on_one_device_and_abstract_params",
+     "tests/test_sharding.py::test_init_sharded_follows_params_on_auto_and_explicit_mesh"],
+    "the params-shaped state is replicated instead of following the params",
+  ),
+  M(
+    "sharding_init_without_out_shardings",
+    "_tools/sharding.py",
+    "return jax.jit(tx.init, out_shardings=shardings)(params)",
+    "return jax.jit(tx.init)(params)",
+    ["tests/test_sharding.py::test_init_sharded_follows_params_on_auto_and_explicit_mesh"],
+    "init_sharded compiles init without the state's shardings",
+  ),
 ]
+
+
+LINES_PER_MUTANT = 40  # at least one mutant per 40 lines of code a module
+
+
+def lines_of_code(source: str) -> int:
+  """Non-blank lines holding code: not comments, not docstrings."""
+  docstrings = set()
+  for node in ast.walk(ast.parse(source)):
+    body = getattr(node, "body", None)
+    if isinstance(body, list) and body:
+      first = body[0]
+      if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+      ):
+        docstrings.update(range(first.lineno, first.end_lineno + 1))
+  skip = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENCODING,
+    tokenize.ENDMARKER,
+  }
+  code = set()
+  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+    if tok.type not in skip:
+      code.update(range(tok.start[0], tok.end[0] + 1))
+  return len(code - docstrings)
+
+
+def modules() -> dict:
+  """{module under src/optax_rmsprop/: its lines of code}, every module."""
+  pkg = ROOT / PKG
+  return {
+    path.relative_to(pkg).as_posix(): lines_of_code(path.read_text())
+    for path in sorted(pkg.rglob("*.py"))
+  }
+
+
+def required(loc: int) -> int:
+  """Mutants a module of ``loc`` lines of code needs (0 for no code)."""
+  return -(-loc // LINES_PER_MUTANT)
 
 
 def copy_repo(dest: pathlib.Path) -> None:
@@ -806,6 +1137,26 @@ def _cell(text: str) -> str:
   return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _module_rows(rows) -> list:
+  by_file = {}
+  for mutant, result, _ in rows:
+    counts = by_file.setdefault(mutant.file, dict.fromkeys(
+      ("mutants", "killed", "equivalent", "SURVIVED"), 0))
+    counts["mutants"] += 1
+    counts[result] = counts.get(result, 0) + 1
+  lines = []
+  for name, loc in modules().items():
+    c = by_file.get(name, dict.fromkeys(
+      ("mutants", "killed", "equivalent", "SURVIVED"), 0))
+    if not loc and not c["mutants"]:
+      continue
+    lines.append(
+      f"| `{name}` | {loc} | {c['mutants']} | {c['killed']} |"
+      f" {c['equivalent']} | {c['SURVIVED']} |"
+    )
+  return lines
+
+
 def render(rows, runs) -> str:
   scored = [r for r in rows if r[1] != "equivalent"]
   killed = sum(r[1] == "killed" for r in scored)
@@ -818,6 +1169,13 @@ def render(rows, runs) -> str:
     "Runs (date, wall time; each mutant's tests with `-m 'not slow' -x`):",
     "",
     *[f"- {run}" for run in runs],
+    "",
+    "Per module (lines of code: non-blank, non-comment, non-docstring;"
+    f" at least one mutant per {LINES_PER_MUTANT}):",
+    "",
+    "| module | LOC | mutants | killed | equivalent | survived |",
+    "|---|---|---|---|---|---|",
+    *_module_rows(rows),
     "",
     "| mutant | file | bug | result | killed by |",
     "|---|---|---|---|---|",
