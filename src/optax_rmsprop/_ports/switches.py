@@ -37,6 +37,12 @@ def known_on(value: Any) -> Optional[bool]:
   return bool(np.asarray(value).any())
 
 
+def known_off(value: Any) -> bool:
+  """Whether ``value`` is a concrete 0 now (not None, a schedule or traced):
+  a feature switched off by a value given, e.g. an injected momentum."""
+  return value is not None and known_on(value) is False
+
+
 def _fits(skeleton: Any, state: Any) -> bool:
   """Whether ``state`` has the structure of ``skeleton`` (an ``init`` on the
   params placeholder), whatever the params tree in each placeholder slot."""

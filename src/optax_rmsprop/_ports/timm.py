@@ -58,12 +58,7 @@ def _multiplicative_decay(
       factor = (1 - rate).astype(p.dtype)
       return u + (p * factor - p).astype(u.dtype)
 
-    decayed = jax.tree.map(
-        lambda u, p: None if u is None else decay(u, p),
-        updates,
-        params,
-        is_leaf=lambda x: x is None,
-    )
+    decayed = _trees.map_leaves(decay, updates, params)
     return decayed, state
 
   return optax.GradientTransformation(lr_scaling.init, update_fn)

@@ -101,7 +101,7 @@ def cautious(
         lambda u, g: _caution_leaf(u, g, floor),
         new_updates,
         updates,
-        is_leaf=lambda x: x is None,
+        is_leaf=_trees.is_none,
     )
     return new_updates, state
 

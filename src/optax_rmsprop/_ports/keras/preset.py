@@ -12,6 +12,7 @@ import optax
 from optax_rmsprop._core import rmsprop as _rmsprop
 from optax_rmsprop._ports import switches as _switches
 from optax_rmsprop._ports.keras import transforms as _keras_transforms
+from optax_rmsprop._rules import trees as _trees
 from optax_rmsprop._rules import validation as _validation
 
 
@@ -341,10 +342,7 @@ def _weight_decay_mask(patterns):
 
   def decayed(params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: regex.search(
-            jax.tree_util.keystr(path, simple=True, separator="/")
-        )
-        is None,
+        lambda path, _: regex.search(_trees.path_label(path)) is None,
         params,
     )
 
