@@ -394,3 +394,40 @@ def test_float16_moments_are_computed_in_float32_not_float16():
     np.sqrt(10) * np.array([1, -1, 1]),
     rtol=1e-3,
   )
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_a_tree_mixing_dtypes_updates_each_leaf_as_if_alone(momentum):
+  """float32 leaves run optax's program and bfloat16/float16 leaves ours, in
+  one tree: each leaf's update and state must be what the same optimizer
+  gives that leaf on its own (no leaf handed to the other program, none
+  lost)."""
+  rng = np.random.default_rng(5)
+  params = {
+    "a": jnp.asarray(rng.normal(size=3), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=4), jnp.bfloat16),
+    "c": jnp.asarray(rng.normal(size=2), jnp.float32),
+    "d": jnp.asarray(rng.normal(size=2), jnp.float16),
+  }
+  tx = optax_rmsprop.rmsprop(0.1, centered=True, momentum=momentum)
+  grads = [
+    jax.tree.map(lambda p, k=k: (p * (k + 2)).astype(p.dtype), params)
+    for k in range(3)
+  ]
+  state = tx.init(params)
+  for g in grads:
+    updates, state = tx.update(g, state, params)
+  for name, leaf in params.items():
+    alone = tx.init({name: leaf})
+    for g in grads:
+      u_alone, alone = tx.update({name: g[name]}, alone, {name: leaf})
+    assert updates[name].dtype == leaf.dtype
+    np.testing.assert_allclose(
+      np.asarray(updates[name], np.float32),
+      np.asarray(u_alone[name], np.float32),
+      rtol=1e-6,
+    )
+    np.testing.assert_array_equal(
+      np.asarray(state[0].nu[name], np.float32),
+      np.asarray(alone[0].nu[name], np.float32),
+    )
