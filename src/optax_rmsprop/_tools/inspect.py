@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._rules import numerics as _numerics
 from optax_rmsprop._rules import trees as _trees
 from optax_rmsprop._rules import validation as _validation
 from optax_rmsprop._tools import stacked as _stacked
@@ -104,7 +105,7 @@ def _stacked_leaves(
 
 def _leaf_values(nu, mu, correction):
   """ν in the compute dtype and the variance estimate v of one leaf."""
-  dtype = jnp.promote_types(nu.dtype, jnp.float32)
+  dtype = _numerics.compute_dtype(nu.dtype)
   nu_c = nu.astype(dtype)
   nu_hat = nu_c
   if correction is not None:
@@ -419,9 +420,8 @@ def _one_state(
     names = [_label(path) for path, _ in flat]
   leaves = [(n, nu, mu) for n, nu, mu in zip(names, nus, mus) if nu.size]
 
-  dtype = jnp.promote_types(
-      jnp.result_type(*[nu for _, nu, _ in leaves]) if leaves else jnp.float32,
-      jnp.float32,
+  dtype = _numerics.compute_dtype(
+      jnp.result_type(*[nu for _, nu, _ in leaves]) if leaves else jnp.float32
   )
   stats = {"learning_rate": jnp.asarray(lr, dtype)}
   if count is not None:

@@ -172,10 +172,10 @@ def from_keras_variables(
     if isinstance(node, _RMS_STATES):
       found.rms += 1
       fields = {"nu": like(node.nu, keras_state.tree("velocity"))}
-      if "mu" in node._fields:
+      if _finder.has_field(node, "mu"):
         fields["mu"] = like(node.mu, keras_state.tree("average_gradient"))
-      found.centered = "mu" in node._fields
-      if "count" in node._fields:
+      found.centered = _finder.has_field(node, "mu")
+      if _finder.has_field(node, "count"):
         fields["count"] = count_like(node.count, updates_seen)
       return node._replace(**fields)
     if isinstance(node, optax.TraceState):
@@ -293,7 +293,7 @@ def to_keras_variables(
     elif isinstance(node, _RMS_STATES):
       found.rms += 1
       parts["velocity"] = node.nu
-      found.centered = "mu" in node._fields
+      found.centered = _finder.has_field(node, "mu")
       if found.centered:
         parts["average_gradient"] = node.mu
       found.injected_momentum = one.hyperparams.get("momentum")
