@@ -71,7 +71,7 @@ class Counter(NamedTuple):
 class Finding(NamedTuple):
   """What :func:`find_states` found."""
 
-  states: list[Found]  # in flatten order
+  states: list[Found]  # in flatten order, a wrapper after what it holds
   counters: list[Counter]  # a wrapper's after those inside it
 
 
