@@ -110,3 +110,20 @@ def test_no_groups_is_an_error():
 def test_a_bad_group_hyperparameter_is_named():
   with pytest.raises(ValueError, match="^weight_decay must be"):
     optax_rmsprop.torch.torch_param_groups([{"weight_decay": -1.0}], {"w": 0})
+
+
+def test_a_groups_own_value_wins_over_the_shared_default():
+  """As in PyTorch, the keyword arguments only fill what a group omits: each
+  group's own lr and momentum win over the shared ones, and the shared alpha
+  reaches the group that has none ("w")."""
+  defaults = {"lr": 0.5, "alpha": 0.5, "momentum": 0.1}
+  expected = _torch_run(GROUPS, defaults, steps=100)
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, LABELS, **defaults)
+  assert problem.max_relative_deviation(_optax_run(tx, 100),
+                                        expected) <= TOLERANCE
+
+
+def test_a_label_naming_no_group_is_named():
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, {"w": "w", "b": "bias"})
+  with pytest.raises(ValueError, match="'bias'.*name no group"):
+    tx.init(problem.initial_params())
