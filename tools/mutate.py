@@ -1049,12 +1049,12 @@ MUTANTS = [
     "a complex buffer's real and imaginary parts swapped on the way out",
   ),
   M(
-    "torch_state_dict_count_from_the_outer_scope",
+    "torch_state_dict_rms_count_not_restored",
     "_ports/torch/state_dict.py",
-    "count = int(max(scopes, key=lambda c: len(c.scope)).value)",
-    "count = int(min(scopes, key=lambda c: len(c.scope)).value)",
+    "new = new._replace(count=_count_like(count_of(found.path), new.count))",
+    "new = new._replace(count=new.count)",
     TORCH_STATE_DICT,
-    "to torch: a leaf's step from the outermost counter around its state",
+    "from torch: a bias-corrected RMS state's own count left at 0",
   ),
   M(
     "torch_state_dict_count_min_over_leaves",
@@ -1068,19 +1068,20 @@ MUTANTS = [
   M(
     "torch_state_dict_schedule_count_from_its_own_scope",
     "_ports/torch/state_dict.py",
-    "return node._replace(count=_count_like(count_of(here[:-1]), node.count))",
-    "return node._replace(count=_count_like(count_of(here), node.count))",
+    "count = count_of(_finder.scope_of(found))",
+    "count = count_of(found.path)",
     TORCH_STATE_DICT,
     "a scale_by_schedule count restored from its own path (which holds no"
     " buffer: 0) instead of its chain's",
   ),
   M(
-    "torch_state_dict_inject_count_not_restored",
+    "torch_state_dict_counter_not_restored",
     "_ports/torch/state_dict.py",
-    "          count=_count_like(count, node.count),\n",
-    "          count=node.count,\n",
+    "node = node._replace(count=_count_like(count, node.count))",
+    "node = node._replace(count=node.count)",
     TORCH_STATE_DICT,
-    "inject_hyperparams' count left at 0 (its schedules restart)",
+    "inject_hyperparams'/scale_by_schedule's count left at 0 (schedules"
+    " restart)",
   ),
   M(
     "torch_state_dict_wrapped_schedule_counts_not_restored",
@@ -1144,8 +1145,8 @@ MUTANTS = [
   M(
     "keras_variables_inner_count_in_calls",
     "_ports/keras/variables.py",
-    "inner_opt_state=walk(node.inner_opt_state, calls // steps),",
-    "inner_opt_state=walk(node.inner_opt_state, calls),",
+    "updates_seen = calls if one.multisteps is None else calls // steps",
+    "updates_seen = calls",
     KERAS_VARIABLES,
     "inside MultiSteps the counts get the calls, not the updates"
     " (calls // steps)",
@@ -1153,8 +1154,8 @@ MUTANTS = [
   M(
     "keras_variables_iterations_from_updates",
     "_ports/keras/variables.py",
-    "calls = int(gradient_step) * steps + int(mini_step)",
-    "calls = int(gradient_step) + int(mini_step)",
+    "calls = int(multisteps.gradient_step) * steps + int(multisteps.mini_step)",
+    "calls = int(multisteps.gradient_step) + int(multisteps.mini_step)",
     KERAS_VARIABLES,
     "gradient accumulation: iterations = updates + mini_step, not"
     " updates × steps + mini_step",
