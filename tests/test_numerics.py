@@ -431,3 +431,64 @@ def test_a_tree_mixing_dtypes_updates_each_leaf_as_if_alone(momentum):
       np.asarray(state[0].nu[name], np.float32),
       np.asarray(alone[0].nu[name], np.float32),
     )
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("bias_correction", [False, True])
+@pytest.mark.parametrize("eps_in_sqrt", [False, True])
+@pytest.mark.parametrize("initial_scale", [0.0, 1.0])
+def test_own_arithmetic_matches_optax_program_on_ordinary_gradients(
+  centered, bias_correction, eps_in_sqrt, initial_scale
+):
+  """float32 leaves run optax's own program by default and this package's
+  arithmetic with safe_numerics=True (as bfloat16/float16 leaves always do):
+  on ordinary gradients the two agree to float32 rounding in every
+  configuration, so the own arithmetic (the EMA weights, |g|², ε's place,
+  ν₀, the centered variance, the bias correction and its count) is the
+  same RMSprop. ε = 1e-2 is comparable to √ν so that its place matters."""
+  kwargs = dict(
+    learning_rate=0.1,
+    eps=1e-2,
+    centered=centered,
+    bias_correction=bias_correction,
+    eps_in_sqrt=eps_in_sqrt,
+    initial_scale=initial_scale,
+  )
+  rng = np.random.default_rng(6)
+  grads = [
+    jnp.asarray(rng.normal(size=16) * 10.0 ** rng.uniform(-2, 0, 16),
+                jnp.float32)
+    for _ in range(6)
+  ]
+  params = jnp.zeros(16, jnp.float32)
+  out = []
+  for safe in (False, True):
+    tx = optax_rmsprop.rmsprop(**kwargs, safe_numerics=safe)
+    state = tx.init(params)
+    for g in grads:
+      updates, state = tx.update(g, state, params)
+    out.append(np.asarray(updates))
+  np.testing.assert_allclose(out[1], out[0], rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_low_precision_momentum_is_optax_trace_computed_in_float32(nesterov):
+  """float16 updates with a float32 buffer take this package's momentum
+  arithmetic (optax's trace would promote them): m = u + β m, and
+  u + β m for nesterov, as optax.trace computes on the float32 values."""
+  rng = np.random.default_rng(7)
+  grads = [jnp.asarray(rng.normal(size=8), jnp.float16) for _ in range(5)]
+  tx = optax_rmsprop.momentum(0.9, nesterov=nesterov,
+                              accumulator_dtype=jnp.float32)
+  ref = optax.trace(0.9, nesterov=nesterov)
+  state = tx.init(jnp.zeros(8, jnp.float16))
+  ref_state = ref.init(jnp.zeros(8, jnp.float32))
+  for g in grads:
+    updates, state = tx.update(g, state)
+    ref_updates, ref_state = ref.update(g.astype(jnp.float32), ref_state)
+  assert updates.dtype == jnp.float16 and state.trace.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(state.trace), ref_state.trace,
+                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(updates, np.float32),
+                             np.asarray(ref_updates.astype(jnp.float16),
+                                        np.float32), rtol=1e-3)

@@ -68,8 +68,17 @@ PROPERTIES = [
 NUMERICS = ["tests/test_numerics.py"]
 CONTRACT = ["tests/test_contract.py"]
 NONFINITE = ["tests/test_nonfinite.py"]
+# This package's own arithmetic (float32 leaves run optax's program unless
+# safe_numerics=True; bfloat16/float16 leaves always run ours), against
+# optax's program on ordinary values, every configuration.
+OWN = [
+  "tests/test_numerics.py::"
+  "test_own_arithmetic_matches_optax_program_on_ordinary_gradients",
+  "tests/test_numerics.py::"
+  "test_low_precision_momentum_is_optax_trace_computed_in_float32",
+]
 # Fastest first: with -x, the first failure ends the run.
-CORE = PROPERTIES + EQUALITY + REFERENCE + PINNED
+CORE = OWN + PROPERTIES + EQUALITY + REFERENCE + PINNED
 FUZZ = ["tests/test_fuzz_inputs.py::test_every_case_works_or_names_its_input"]
 INSPECT = ["tests/test_inspect.py"]
 TORCH_STATE_DICT = ["tests/test_presets_torch_state_dict.py"]
