@@ -104,3 +104,16 @@ def test_infinite_hyperparameters_are_rejected_by_the_finiteness_check(make, nam
   explicit finiteness check rejects it."""
   with pytest.raises(ValueError, match=f"{name} must be finite"):
     make(value)
+
+
+@pytest.mark.parametrize("leaf", [1.0, "yes", jnp.ones(3, bool)])
+def test_a_mask_leaf_that_is_not_a_bool_is_rejected(leaf):
+  """optax.masked would take 1.0 or a string as true, and a bool array as
+  per-element: a mask leaf must be one bool (a Python/NumPy bool or a
+  scalar bool array), and anything else names the argument and the leaf."""
+  params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+  tx = optax_rmsprop.rmsprop(
+    0.1, coupled_weight_decay=0.1, weight_decay_mask={"w": leaf, "b": False}
+  )
+  with pytest.raises(TypeError, match=r"weight_decay_mask at \['w'\] must be a bool"):
+    tx.update(params, tx.init(params), params)

@@ -833,7 +833,11 @@ MUTANTS = [
     "_rules/trees.py",
     "if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):",
     "if dtype is None:",
-    ["tests/test_validation.py", "tests/test_contract.py"],
+    [
+      "tests/test_dropin_inputs.py::"
+      "test_integer_and_boolean_leaves_are_refused_at_init",
+      "tests/test_dropin_inputs.py::test_integer_gradient_is_refused_at_update",
+    ],
     "an integer gradient/param leaf is optimized (an integer moving average)",
   ),
   M(
@@ -849,7 +853,10 @@ MUTANTS = [
     "_rules/trees.py",
     "    if m is None or isinstance(m, (bool, np.bool_)):\n      continue",
     "    if True:\n      continue",
-    ["tests/test_validation.py", "tests/test_contract.py"],
+    [
+      "tests/test_validation.py::"
+      "test_a_mask_leaf_that_is_not_a_bool_is_rejected"
+    ],
     "a mask leaf that is not a bool (a float, a string) is accepted",
   ),
   M(
