@@ -118,7 +118,7 @@ def transforms(config: str, many: bool) -> dict:
     out["optax"] = optax.rmsprop(LR, **kw)
     if not many or config == "plain":  # flatten compiles slowly on many leaves
       out["optax.flatten"] = optax.flatten(optax.rmsprop(LR, **kw))
-  out["ours+stack_leaves"] = optax_rmsprop.stack_leaves(
+  out["ours+stack_leaves"] = optax_rmsprop.tools.stack_leaves(
       optax_rmsprop.rmsprop(LR, **kw))
   if config == "plain":
     # Stateless p − η·g on the same tree: a lower bound on what any optimizer

@@ -108,7 +108,7 @@ class Problem:
     params = self.place(initial_params(self.name))
     if self.mesh is None:
       return params, self.tx.init(params)
-    return params, optax_rmsprop.init_sharded(self.tx, params)
+    return params, optax_rmsprop.tools.init_sharded(self.tx, params)
 
   def abstract(self, params):
     """Restore targets: shapes and dtypes, and the shardings to restore to."""
@@ -116,7 +116,7 @@ class Problem:
     import optax_rmsprop
 
     state = jax.eval_shape(self.tx.init, params)
-    shardings = optax_rmsprop.state_shardings(self.tx, params)
+    shardings = optax_rmsprop.tools.state_shardings(self.tx, params)
     struct = lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
     return (
         jax.tree.map(lambda p: struct(p, p.sharding), params),

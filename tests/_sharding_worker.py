@@ -197,7 +197,7 @@ def measure_config(config):
   # Auto mesh: what each way of initialising gives.
   mesh = make_mesh(explicit=False)
   params = place(host_params, mesh)
-  want = optax_rmsprop.state_shardings(tx, params)
+  want = optax_rmsprop.tools.state_shardings(tx, params)
   out["expected"] = layout(want)
   out["expected_param_shaped"] = layout(param_shaped(tx, want))
   # Eagerly, scalars (counts) land on the default device, as in optax: only
@@ -206,7 +206,7 @@ def measure_config(config):
   out["auto_jit_init"] = layout(jax.jit(tx.init)(params))
   with jax.set_mesh(mesh):
     out["auto_set_mesh_jit_init"] = layout(jax.jit(tx.init)(params))
-  state = optax_rmsprop.init_sharded(tx, params)
+  state = optax_rmsprop.tools.init_sharded(tx, params)
   out["auto_init_sharded"] = layout(state)
   sharded_grads = [place(g, mesh) for g in grads]
 
@@ -244,7 +244,7 @@ def measure_config(config):
       out["explicit_jit_init"] = layout(jax.jit(tx.init)(eparams))
     except Exception as e:  # a measurement: report, do not hide.
       out["explicit_jit_init"] = f"error: {type(e).__name__}: {e}"[:300]
-    estate = optax_rmsprop.init_sharded(tx, eparams)
+    estate = optax_rmsprop.tools.init_sharded(tx, eparams)
     out["explicit_init_sharded"] = layout(estate)
     ecompiled = jax.jit(tx.update).lower(egrads[0], estate, eparams).compile()
     out["explicit_update_collectives"] = count_collectives(ecompiled.as_text())
@@ -298,7 +298,7 @@ def trajectories_main():
       mesh = make_mesh(explicit)
       params = place(host_params, mesh)
       with jax.set_mesh(mesh):
-        state = optax_rmsprop.init_sharded(tx, params)
+        state = optax_rmsprop.tools.init_sharded(tx, params)
         sharded = run(step, params, state, [place(g, mesh) for g in grads])
       kind = "explicit" if explicit else "auto"
       out[f"{name}/{kind}"] = bit_equal(sharded, single)
@@ -326,7 +326,7 @@ def checkpoint_main(directory):
   params = place(host_params, mesh)
   grads = [place(g, mesh) for g in grads]
   step = step_fn(tx)
-  state = optax_rmsprop.init_sharded(tx, params)
+  state = optax_rmsprop.tools.init_sharded(tx, params)
 
   full = run(step, params, state, grads)
   half = run(step, params, state, grads[:4])
@@ -345,7 +345,7 @@ def checkpoint_main(directory):
       "opt_state": jax.tree.map(
           lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
           abstract_state,
-          optax_rmsprop.state_shardings(tx, params),
+          optax_rmsprop.tools.state_shardings(tx, params),
       ),
   }
   restored = checkpointer.restore(path, target)
@@ -358,7 +358,7 @@ def checkpoint_main(directory):
       == jax.tree.structure(half[1]),
       "restored_layout": layout(restored),
       "saved_layout": layout({"params": half[0], "opt_state": half[1]}),
-      "expected_state_layout": layout(optax_rmsprop.state_shardings(tx, params)),
+      "expected_state_layout": layout(optax_rmsprop.tools.state_shardings(tx, params)),
       "restored_state_layout": layout(restored["opt_state"]),
       "resumed_equals_uninterrupted_bitwise": bit_equal(resumed, full),
       "resumed_vs_uninterrupted_max_abs": max_abs_diff(resumed, full),
@@ -390,17 +390,17 @@ def stacked_main():
       for k, spec in specs.items()
   }
   config = dict(centered=True, momentum=0.9, bias_correction=True)
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.01, **config))
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.01, **config))
   flat = optax_rmsprop.rmsprop(0.01, **config)
-  state = optax_rmsprop.init_sharded(tx, params)
-  want = optax_rmsprop.state_shardings(tx, params)
+  state = optax_rmsprop.tools.init_sharded(tx, params)
+  want = optax_rmsprop.tools.state_shardings(tx, params)
   step = step_fn(tx)
   grads = [{k: None if v is None else np.cos(v + i).astype(np.float32)
             for k, v in host.items()} for i in range(4)]
   grads = [{k: None if v is None else jax.device_put(v, params[k].sharding)
             for k, v in g.items()} for g in grads]
   got = run(step, params, state, grads)
-  ref = run(step_fn(flat), params, optax_rmsprop.init_sharded(flat, params),
+  ref = run(step_fn(flat), params, optax_rmsprop.tools.init_sharded(flat, params),
             grads)
   try:
     optax.tree_map_params(tx, lambda x: x, state)

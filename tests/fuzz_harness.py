@@ -337,20 +337,20 @@ def hyperparameter_cases():
   inner = optax_rmsprop.rmsprop(0.1)
   cases += _transform_cases(
       "stack_leaves",
-      lambda **kw: optax_rmsprop.stack_leaves(**{"inner": inner, **kw}),
+      lambda **kw: optax_rmsprop.tools.stack_leaves(**{"inner": inner, **kw}),
       [], [], ["max_group_size", "max_leaf_size"],
       extra=[("inner", "None", None), ("inner", "str", "rmsprop"),
              ("inner", "factory, not a transform", optax_rmsprop.rmsprop)])
   cases += _transform_cases(
       "lazy_rows",
-      lambda **kw: optax_rmsprop.lazy_rows(**{"inner": inner, **kw}),
+      lambda **kw: optax_rmsprop.tools.lazy_rows(**{"inner": inner, **kw}),
       [],
       extra=[("inner", "None", None), ("inner", "str", "rmsprop"),
              ("mask", "tree of wrong structure", {"w": True}),
              ("mask", "str", "w")])
   cases += _transform_cases(
       "cautious",
-      lambda **kw: optax_rmsprop.cautious(**{"inner": inner, **kw}),
+      lambda **kw: optax_rmsprop.tools.cautious(**{"inner": inner, **kw}),
       ["floor"],
       extra=[("inner", "None", None), ("inner", "str", "rmsprop")])
   cases += _schedule_cases()
@@ -368,7 +368,7 @@ def _schedule_cases():
     length = ({"epochs": 2, "steps_per_epoch": 5}
               if {"epochs", "steps_per_epoch"} & kw.keys()
               else {"total_steps": 10})
-    return optax_rmsprop.torch_onecycle_schedules(
+    return optax_rmsprop.torch.torch_onecycle_schedules(
         **{"max_lr": 0.1, **length, **kw})
 
   return _transform_cases(
@@ -443,11 +443,11 @@ TREE_TRANSFORMS = {
     "timm_rmsprop_tf": lambda: optax_rmsprop.timm_rmsprop_tf(
         momentum=0.9, weight_decay=0.01, decoupled_decay=True, caution=True),
     "dqn_rmsprop": lambda: optax_rmsprop.dqn_rmsprop(weight_cost=0.01),
-    "stack_leaves": lambda: optax_rmsprop.stack_leaves(
+    "stack_leaves": lambda: optax_rmsprop.tools.stack_leaves(
         optax_rmsprop.rmsprop(0.1, momentum=0.9)),
-    "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+    "lazy_rows": lambda: optax_rmsprop.tools.lazy_rows(
         optax_rmsprop.rmsprop(0.1, momentum=0.9)),
-    "cautious": lambda: optax_rmsprop.cautious(
+    "cautious": lambda: optax_rmsprop.tools.cautious(
         optax_rmsprop.rmsprop(0.1, momentum=0.9)),
 }
 
@@ -474,9 +474,9 @@ def sharding_cases():
   tx = optax_rmsprop.rmsprop(0.1, momentum=0.9, bias_correction=True)
 
   def init_sharded(tx, params):
-    state = optax_rmsprop.init_sharded(tx, params)
+    state = optax_rmsprop.tools.init_sharded(tx, params)
     _same_values(state, tx.init(params))
-    shardings = optax_rmsprop.state_shardings(tx, params)
+    shardings = optax_rmsprop.tools.state_shardings(tx, params)
     assert jax.tree.structure(shardings) == jax.tree.structure(state)
     return True
 
@@ -484,7 +484,7 @@ def sharding_cases():
   for label, value in [("None", None), ("str", "rmsprop"),
                        ("factory, not a transform", optax_rmsprop.rmsprop)]:
     for function in ("init_sharded", "state_shardings"):
-      f = getattr(optax_rmsprop, function)
+      f = getattr(optax_rmsprop.tools, function)
       cases.append(Case(function, "tx", label,
                         lambda f=f, v=value: f(v, PARAMS), ("tx",)))
   for label, params, _, names in _trees():
@@ -530,7 +530,7 @@ def inspection_cases():
   for label, params in [("wrong structure", {"w": PARAMS["w"]}),
                         ("None for a leaf", {**PARAMS, "w": None}),
                         ("str", "params")]:
-    stacked = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
+    stacked = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1))
     cases.append(Case(
         "rms_stats", "params", label,
         lambda p=params, s=_stats_state(stacked): stats(opt_state=s, params=p),
@@ -557,7 +557,7 @@ def torch_cases():
   def from_sd(**kw):
     args = dict(state_dict=sd, tx=tx, params=params)
     args.update(kw)
-    state = optax_rmsprop.from_torch_state_dict(**args)
+    state = optax_rmsprop.torch.from_torch_state_dict(**args)
     _, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
     return _finite(state)
 
@@ -566,7 +566,7 @@ def torch_cases():
     args = dict(opt_state=state, params=params,
                 param_groups=sd["param_groups"], step=1)
     args.update(kw)
-    out = optax_rmsprop.to_torch_state_dict(**args)
+    out = optax_rmsprop.torch.to_torch_state_dict(**args)
     opt.load_state_dict(out)
     return True
 
@@ -621,7 +621,7 @@ def param_group_cases():
     args = dict(groups=[{"weight_decay": 0.1}, {"lr": 0.1}],
                 labels={"w": 0, "b": 1}, lr=0.01)
     args.update(kw)
-    return exercise(optax_rmsprop.torch_param_groups(**args), params,
+    return exercise(optax_rmsprop.torch.torch_param_groups(**args), params,
                     flat_check=False)
 
   for label, value in [("None", None), ("str", "groups"),
@@ -654,14 +654,14 @@ def keras_cases():
   def from_kv(**kw):
     args = dict(optimizer=opt, params=params, tx=tx)
     args.update(kw)
-    state = optax_rmsprop.from_keras_variables(**args)
+    state = optax_rmsprop.keras.from_keras_variables(**args)
     _, state = tx.update([jnp.ones(3)], state, params)
     return _finite(state)
 
   def to_kv(**kw):
     args = dict(state=tx.init(params), optimizer=opt, iterations=1)
     args.update(kw)
-    values = optax_rmsprop.to_keras_variables(**args)
+    values = optax_rmsprop.keras.to_keras_variables(**args)
     assert len(values) == len(opt.variables)
     return True
 

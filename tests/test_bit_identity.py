@@ -19,8 +19,8 @@ import optax
 import pytest
 
 import optax_rmsprop
-from test_dropin_numbers import SHARED
-from test_dropin_numbers import case_id
+from configs import SHARED_WITH_OPTAX as SHARED
+from configs import case_id
 
 COVERING = SHARED[::3]  # every switch both ways, for the compiled runs
 STEPS = 60

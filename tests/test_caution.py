@@ -30,7 +30,7 @@ def _heavy_ball(lr, beta):
 def test_matches_timm_apply_caution_over_many_steps(jit):
   rng = np.random.default_rng(0)
   lr, beta = 0.1, 0.9
-  tx = optax_rmsprop.cautious(_heavy_ball(lr, beta))
+  tx = optax_rmsprop.tools.cautious(_heavy_ball(lr, beta))
   update = jax.jit(tx.update) if jit else tx.update
   params = {k: jnp.zeros(s) for k, s in SHAPES.items()}
   state = tx.init(params)
@@ -62,7 +62,7 @@ def test_mean_is_per_leaf_and_floored():
   g = {"few": jnp.ones(5000), "none": jnp.ones(4), "all": jnp.ones(3)}
   u = {"few": jnp.ones(5000).at[0].set(-1.0),  # one of 5000 descends
        "none": jnp.ones(4), "all": -jnp.ones(3)}
-  tx = optax_rmsprop.cautious(optax.stateless(lambda updates, _: u))
+  tx = optax_rmsprop.tools.cautious(optax.stateless(lambda updates, _: u))
   out, _ = tx.update(g, tx.init(g))
   # 1/5000 kept: the gain is 1/1e-3, not 5000.
   np.testing.assert_allclose(out["few"][0], -1000.0, rtol=1e-6)
@@ -74,7 +74,7 @@ def test_mean_is_per_leaf_and_floored():
 def test_complex_leaves_use_the_real_part_of_the_product():
   g = jnp.array([1 + 1j, 1 + 1j, 1j])
   u = jnp.array([-1 + 0j, 1 - 2j, 1 + 0j])  # Re(u conj g): -1, -1, 0
-  tx = optax_rmsprop.cautious(optax.stateless(lambda updates, _: u))
+  tx = optax_rmsprop.tools.cautious(optax.stateless(lambda updates, _: u))
   out, _ = tx.update(g, tx.init(g))
   np.testing.assert_allclose(out, u * jnp.array([1.5, 1.5, 0.0]), rtol=1e-6)
 
@@ -89,7 +89,7 @@ def test_a_cautious_update_never_ascends(us, gs):
   n = min(len(us), len(gs))
   u = np.asarray(us[:n], np.float32)
   g = np.asarray(gs[:n], np.float32)
-  tx = optax_rmsprop.cautious(
+  tx = optax_rmsprop.tools.cautious(
       optax.stateless(lambda updates, _: jnp.asarray(u)))
   out, _ = tx.update(jnp.asarray(g), tx.init(jnp.asarray(g)))
   assert float(np.dot(np.asarray(out, np.float64), g)) <= 0.0
@@ -97,6 +97,6 @@ def test_a_cautious_update_never_ascends(us, gs):
 
 def test_floor_must_be_positive():
   with pytest.raises(ValueError, match="floor"):
-    optax_rmsprop.cautious(optax.identity(), floor=0.0)
+    optax_rmsprop.tools.cautious(optax.identity(), floor=0.0)
   with pytest.raises(ValueError, match="floor"):
-    optax_rmsprop.cautious(optax.identity(), floor=-1.0)
+    optax_rmsprop.tools.cautious(optax.identity(), floor=-1.0)

@@ -96,12 +96,12 @@ def test_resume_from_checkpoint_is_bit_identical(name, tmp_path):
 @pytest.mark.parametrize(
     "kwargs,state_type",
     [
-        ({}, optax_rmsprop.ScaleByRmsState),
-        ({"bias_correction": True}, optax_rmsprop.ScaleByRmsWithCountState),
-        ({"centered": True}, optax_rmsprop.ScaleByRStdDevState),
+        ({}, optax.ScaleByRmsState),
+        ({"bias_correction": True}, type(optax.scale_by_rms(bias_correction=True).init({}))),
+        ({"centered": True}, optax.ScaleByRStdDevState),
         (
             {"centered": True, "bias_correction": True},
-            optax_rmsprop.ScaleByRStdDevWithCountState,
+            type(optax.scale_by_stddev(bias_correction=True).init({})),
         ),
     ],
 )

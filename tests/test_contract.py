@@ -322,3 +322,31 @@ def test_inject_hyperparams_with_bfloat16_params_needs_float32_hyperparams():
   p1, _ = run(injected, params=params)
   p2, _ = run(optax_rmsprop.rmsprop(1e-3, decay=0.999), params=params)
   jax.tree.map(np.testing.assert_array_equal, p1, p2)
+
+
+def test_coupled_weight_decay_leaves_masked_out_params_alone():
+  """With zero gradients only the coupled decay moves params: the masked-out
+  leaf must not move at all."""
+  params = {"w": jnp.full(5, 2.0), "b": jnp.full(3, -1.5)}
+  tx = optax_rmsprop.rmsprop(
+    0.1, coupled_weight_decay=1.0, weight_decay_mask={"w": True, "b": False}
+  )
+  state = tx.init(params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  p = params
+  for _ in range(3):
+    updates, state = tx.update(zeros, state, p)
+    p = optax.apply_updates(p, updates)
+  np.testing.assert_array_equal(p["b"], params["b"])
+  assert np.all(np.abs(np.asarray(p["w"]) - 2.0) > 0.1)  # decayed, a lot
+
+
+def test_decoupled_weight_decay_leaves_masked_out_params_alone():
+  params = {"w": jnp.full(4, 2.0), "b": jnp.full(2, -1.0)}
+  tx = optax_rmsprop.add_decoupled_weight_decay(
+    0.1, 0.5, mask={"w": True, "b": False}
+  )
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  np.testing.assert_array_equal(updates["b"], np.zeros(2))
+  np.testing.assert_allclose(updates["w"], np.full(4, -0.1))  # -η λ p

@@ -18,6 +18,8 @@ import subprocess
 import pytest
 
 import optax_rmsprop
+from public_api import public_names
+from public_api import resolve
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HTML = pathlib.Path(os.environ.get("OPTAX_RMSPROP_DOCS_HTML",
@@ -39,14 +41,14 @@ def _page(site, name):
 
 def test_every_public_name_has_an_api_page_linked_from_the_index(site):
   index = (site / "api" / "index.html").read_text(encoding="utf-8")
-  for name in optax_rmsprop.__all__:
+  for name in public_names():
     _page(site, name)
     assert f'href="{name}.html' in index, f"{name} missing from api/index"
 
 
 def test_public_functions_show_math_type_hints_and_examples(site):
-  for name in optax_rmsprop.__all__:
-    obj = getattr(optax_rmsprop, name)
+  for name in public_names():
+    obj = resolve(name)
     if not inspect.isfunction(obj):
       continue
     page = _page(site, name)

@@ -87,11 +87,11 @@ TRANSFORMS = {
     "timm_rmsprop_tf": lambda: optax_rmsprop.timm_rmsprop_tf(
         momentum=0.9, weight_decay=0.1, decoupled_decay=True),
     "dqn_rmsprop": lambda: optax_rmsprop.dqn_rmsprop(weight_cost=0.1),
-    "stack_leaves": lambda: optax_rmsprop.stack_leaves(
+    "stack_leaves": lambda: optax_rmsprop.tools.stack_leaves(
         optax_rmsprop.rmsprop(0.01, centered=True, momentum=0.9)),
-    "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+    "lazy_rows": lambda: optax_rmsprop.tools.lazy_rows(
         optax_rmsprop.tf1_rmsprop(0.01, momentum=0.9, centered=True)),
-    "cautious": lambda: optax_rmsprop.cautious(
+    "cautious": lambda: optax_rmsprop.tools.cautious(
         optax_rmsprop.rmsprop(0.01, momentum=0.9)),
 }
 
@@ -338,6 +338,22 @@ def test_empty_trees(name, empty):
   updates, new_state = jax.jit(tx.update)(empty, state, empty)
   assert jax.tree.structure(updates) == jax.tree.structure(empty)
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
-  shardings = optax_rmsprop.state_shardings(tx, empty)
+  shardings = optax_rmsprop.tools.state_shardings(tx, empty)
   assert jax.tree.structure(
-      optax_rmsprop.init_sharded(tx, empty)) == jax.tree.structure(shardings)
+      optax_rmsprop.tools.init_sharded(tx, empty)) == jax.tree.structure(shardings)
+
+
+def test_centered_none_gradient_keeps_its_mu_as_it_was():
+  """A None gradient (frozen param) leaves its μ as it was, as ν: the
+  documented contract (optax's own update_moment would store None)."""
+  tx = optax_rmsprop.scale_by_rms(decay=0.9, centered=True)
+  params = {"w": jnp.zeros(3), "b": jnp.zeros(2)}
+  state = tx.init(params)
+  _, state = tx.update({"w": jnp.ones(3), "b": jnp.full(2, 2.0)}, state)
+  before = jax.tree.map(np.asarray, state)
+  updates, state = jax.jit(tx.update)({"w": jnp.ones(3), "b": None}, state)
+  assert updates["b"] is None
+  np.testing.assert_array_equal(state.mu["b"], before.mu["b"])
+  np.testing.assert_allclose(state.mu["b"], [0.2, 0.2], rtol=1e-6)  # (1-ρ) g
+  np.testing.assert_array_equal(state.nu["b"], before.nu["b"])
+  np.testing.assert_allclose(state.mu["w"], 0.19, rtol=1e-6)  # it moved

@@ -13,6 +13,8 @@ import inspect
 import pytest
 
 import optax_rmsprop
+from public_api import public_names
+from public_api import resolve
 
 import fuzz_harness
 
@@ -38,9 +40,9 @@ CONVERTERS = {
 
 
 def test_every_public_function_is_fuzzed(outcomes):
-  functions = {
-      name for name in optax_rmsprop.__all__
-      if inspect.isfunction(getattr(optax_rmsprop, name))
+  functions = {  # bare names: unique across the namespaces
+      name.rpartition(".")[2] for name in public_names()
+      if inspect.isfunction(resolve(name))
   }
   for framework, names in CONVERTERS.items():
     if not fuzz_harness.has(framework):  # the minimal-versions environment

@@ -309,7 +309,7 @@ def test_stack_leaves_per_leaf_and_per_group():
   grads = [{k: (0.3 + rng.normal(size=s)).astype(np.float32)
             for k, s in shapes.items()} for _ in range(STEPS)]
   params = {k: jnp.zeros(s) for k, s in shapes.items()}
-  tx = optax_rmsprop.stack_leaves(
+  tx = optax_rmsprop.tools.stack_leaves(
       optax_rmsprop.rmsprop(0.01, eps=1e-4, centered=True))
   state = run_optax(tx, grads, params)
   opts = {k: NumpyRMSprop(config, np.zeros(s)) for k, s in shapes.items()}
@@ -340,7 +340,7 @@ def test_stack_leaves_names_come_from_params_with_none_leaves_counted():
   params = {"a": jnp.zeros(3), "b": None, "c": jnp.zeros(3), "d": jnp.zeros(2)}
   grads = {"a": jnp.full(3, 1.0), "b": None, "c": jnp.full(3, 2.0),
            "d": jnp.full(2, 4.0)}
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1, eps=0.0))
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1, eps=0.0))
   state = run_optax(tx, [grads], params)
   stats = optax_rmsprop.rms_stats(state, params=params, learning_rate=0.1,
                                   eps=0.0, quantiles=(0.5,))

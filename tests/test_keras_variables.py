@@ -58,7 +58,7 @@ def test_resume_keras_in_jax_and_jax_in_keras(name):
   keras_run.store()
   params = {k: v.numpy() for k, v in zip(keras_runs.NAMES,
                                           keras_run.variables)}
-  state = optax_rmsprop.from_keras_variables(keras_run.optimizer, params, tx)
+  state = optax_rmsprop.keras.from_keras_variables(keras_run.optimizer, params, tx)
   expected = keras_run.run(M)
   jax_run.load(params, state, N)
   to_jax = _deviation(jax_run.run(M), expected)
@@ -66,7 +66,7 @@ def test_resume_keras_in_jax_and_jax_in_keras(name):
   # JAX -> Keras: values for optimizer.stateless_apply.
   jax_run.load(problem.initial_params(), tx.init(params), 0)
   jax_run.run(N)
-  values = optax_rmsprop.to_keras_variables(
+  values = optax_rmsprop.keras.to_keras_variables(
       jax_run.state, keras_run.optimizer, iterations=N)
   keras_run.load(jax_run.host, values, N)
   to_keras = _deviation(keras_run.run(M), jax_run.run(M))
@@ -94,15 +94,15 @@ def test_variable_paths_match_leaves_by_name_and_round_trip_exactly():
   tx = optax_rmsprop.keras_rmsprop(0.01, **kwargs)
   params = {"b": b.numpy(), "w": w.numpy()}  # leaves b, w; Keras has w, b
   with pytest.raises(ValueError, match="shape"):
-    optax_rmsprop.from_keras_variables(optimizer, params, tx)
+    optax_rmsprop.keras.from_keras_variables(optimizer, params, tx)
   paths = {"b": b.path, "w": w.path}
-  state = optax_rmsprop.from_keras_variables(
+  state = optax_rmsprop.keras.from_keras_variables(
       optimizer, params, tx, variable_paths=paths)
   velocity = {v.name: v.numpy() for v in optimizer.variables}
   nu = optax.tree_utils.tree_get(state, "nu")
   np.testing.assert_array_equal(nu["w"], velocity["w_velocity"])
   np.testing.assert_array_equal(nu["b"], velocity["b_velocity"])
-  back = optax_rmsprop.to_keras_variables(
+  back = optax_rmsprop.keras.to_keras_variables(
       state, optimizer, variable_paths=paths)
   for variable, value in zip(optimizer.variables, back):
     np.testing.assert_array_equal(value, variable.numpy(), err_msg=variable.name)
@@ -116,7 +116,7 @@ def test_inside_inject_hyperparams():
   tx = optax.inject_hyperparams(optax_rmsprop.keras_rmsprop)(
       learning_rate=0.01, momentum=0.9)
   params = [w.numpy()]
-  state = optax_rmsprop.from_keras_variables(optimizer, params, tx)
+  state = optax_rmsprop.keras.from_keras_variables(optimizer, params, tx)
   assert int(state.count) == 3
   grads = [np.linspace(-1.0, 1.0, 4).astype(np.float32)]
   updates, _ = tx.update(grads, state, params)
@@ -134,13 +134,13 @@ def test_default_run_inside_inject_hyperparams():
   tx = optax.inject_hyperparams(optax_rmsprop.keras_rmsprop)(
       learning_rate=0.01)
   params = [w.numpy()]
-  state = optax_rmsprop.from_keras_variables(optimizer, params, tx)
+  state = optax_rmsprop.keras.from_keras_variables(optimizer, params, tx)
   grads = [np.linspace(-1.0, 1.0, 4).astype(np.float32)]
   updates, state = tx.update(grads, state, params)
   optimizer.apply(grads, [w])
   np.testing.assert_allclose(
       optax.apply_updates(params, updates)[0], w.numpy(), rtol=1e-6)
-  back = optax_rmsprop.to_keras_variables(state, optimizer)
+  back = optax_rmsprop.keras.to_keras_variables(state, optimizer)
   assert len(back) == len(optimizer.variables)
 
 
@@ -152,7 +152,7 @@ def test_a_buffer_from_a_traced_init_is_explained():
       learning_rate=0.01)
   state = jax.jit(tx.init)([w.numpy()])
   with pytest.raises(ValueError, match="injected momentum is 0, but tx.init"):
-    optax_rmsprop.to_keras_variables(state, optimizer, iterations=0)
+    optax_rmsprop.keras.to_keras_variables(state, optimizer, iterations=0)
 
 
 @pytest.mark.parametrize("keras_kwargs,ours,match", [
@@ -168,26 +168,26 @@ def test_a_configuration_mismatch_raises(keras_kwargs, ours, match):
   optimizer.build([w])
   tx = optax_rmsprop.keras_rmsprop(0.01, **ours)
   with pytest.raises(ValueError, match=match):
-    optax_rmsprop.from_keras_variables(optimizer, [jnp.ones(3)], tx)
+    optax_rmsprop.keras.from_keras_variables(optimizer, [jnp.ones(3)], tx)
   with pytest.raises(ValueError, match=match):
-    optax_rmsprop.to_keras_variables(tx.init([jnp.ones(3)]), optimizer)
+    optax_rmsprop.keras.to_keras_variables(tx.init([jnp.ones(3)]), optimizer)
 
 
 def test_unbuilt_or_other_optimizers_and_wrong_counts_raise():
   tx = optax_rmsprop.keras_rmsprop(0.01)
   params = [jnp.ones(3)]
   with pytest.raises(ValueError, match="not built"):
-    optax_rmsprop.from_keras_variables(
+    optax_rmsprop.keras.from_keras_variables(
         keras.optimizers.RMSprop(), params, tx)
   adam = keras.optimizers.Adam()
   adam.build([keras.Variable(np.ones(3, np.float32))])
   with pytest.raises(ValueError, match="RMSprop"):
-    optax_rmsprop.from_keras_variables(adam, params, tx)
+    optax_rmsprop.keras.from_keras_variables(adam, params, tx)
   optimizer = keras.optimizers.RMSprop(use_ema=True)
   optimizer.build([keras.Variable(np.ones(3, np.float32))])
   tx = optax_rmsprop.keras_rmsprop(0.01, use_ema=True)
   state = tx.init(params)
   with pytest.raises(ValueError, match="leaves"):
-    optax_rmsprop.from_keras_variables(optimizer, params * 2, tx)
+    optax_rmsprop.keras.from_keras_variables(optimizer, params * 2, tx)
   with pytest.raises(ValueError, match="iterations"):
-    optax_rmsprop.to_keras_variables(state, optimizer, iterations=3)
+    optax_rmsprop.keras.to_keras_variables(state, optimizer, iterations=3)

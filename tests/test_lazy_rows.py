@@ -72,7 +72,7 @@ def _check_leaf(lazy, dense, old, grad):
                          + [("optax.adam", False), ("tf1_rmsprop", False)])
 def test_one_step_is_inner_on_live_rows_and_nothing_elsewhere(name, jit):
   inner = INNERS[name]()
-  lazy = optax_rmsprop.lazy_rows(inner)
+  lazy = optax_rmsprop.tools.lazy_rows(inner)
   rng = np.random.default_rng(1)
   params = _params()
   maybe_jit = jax.jit if jit else (lambda f: f)
@@ -132,7 +132,7 @@ def test_lazy_adam_matches_numpy_over_many_steps(jit):
   params = _params()
   grads_per_step = [_sparse_grads(rng) for _ in range(40)]
   expected = _numpy_lazy_adam(params, grads_per_step, lr=0.05)
-  tx = optax_rmsprop.lazy_rows(optax.adam(0.05))
+  tx = optax_rmsprop.tools.lazy_rows(optax.adam(0.05))
   update = jax.jit(tx.update) if jit else tx.update
   state = tx.init(params)
   for grads, want in zip(grads_per_step, expected):
@@ -167,7 +167,7 @@ def test_mask_selects_the_lazy_leaves():
   _, state = inner.update(jax.tree.map(jnp.ones_like, params), state)
   mask = {"table": True, "vector": False, "scalar": True, "cube": False}
   for m in (mask, lambda updates: mask):
-    u_lazy, _ = optax_rmsprop.lazy_rows(inner, m).update(grads, state)
+    u_lazy, _ = optax_rmsprop.tools.lazy_rows(inner, m).update(grads, state)
     u_dense, _ = inner.update(grads, state)
     # Masked-out leaves (and the 0-d one, which has no rows) are dense.
     for k in ("vector", "cube", "scalar"):
@@ -191,7 +191,7 @@ def test_a_prefix_mask_is_the_full_mask(as_function):
   inner = optax_rmsprop.rmsprop(0.1, momentum=0.9)
   runs = []
   for mask in (prefix, full):
-    tx = optax_rmsprop.lazy_rows(
+    tx = optax_rmsprop.tools.lazy_rows(
         inner, (lambda _, m=mask: m) if as_function else mask)
     state = tx.init(params)
     for g in (jax.tree.map(jnp.ones_like, grads), grads):
@@ -206,7 +206,7 @@ def test_a_prefix_mask_is_the_full_mask(as_function):
 
 def test_none_gradient_leaves_pass_through():
   params = {"a": jnp.ones((4, 3)), "b": jnp.ones(2)}
-  tx = optax_rmsprop.lazy_rows(optax_rmsprop.rmsprop(0.1, momentum=0.9))
+  tx = optax_rmsprop.tools.lazy_rows(optax_rmsprop.rmsprop(0.1, momentum=0.9))
   state = tx.init(params)
   grads = {"a": jnp.ones((4, 3)).at[1].set(0.0), "b": None}
   updates, new_state = jax.jit(tx.update)(grads, state, params)
@@ -218,7 +218,7 @@ def test_none_gradient_leaves_pass_through():
 
 def test_nan_in_a_row_is_not_hidden():
   params = jnp.ones((3, 2))
-  tx = optax_rmsprop.lazy_rows(optax.rmsprop(0.1))
+  tx = optax_rmsprop.tools.lazy_rows(optax.rmsprop(0.1))
   grads = jnp.zeros((3, 2)).at[2, 0].set(jnp.nan)
   updates, _ = tx.update(grads, tx.init(params))
   assert np.all(np.isnan(updates[2, 0]))
@@ -227,7 +227,7 @@ def test_nan_in_a_row_is_not_hidden():
 
 def test_non_elementwise_inner_is_rejected():
   """A factored second moment has no per-row state to keep."""
-  tx = optax_rmsprop.lazy_rows(optax.adafactor(0.1, min_dim_size_to_factor=2))
+  tx = optax_rmsprop.tools.lazy_rows(optax.adafactor(0.1, min_dim_size_to_factor=2))
   params = {"a": jnp.ones((4, 3))}
   with pytest.raises(ValueError, match="elementwise"):
     tx.update({"a": jnp.ones((4, 3)).at[1].set(0.0)}, tx.init(params), params)

@@ -305,3 +305,190 @@ def test_traced_zero_eps_still_floors_the_denominator(eps_in_sqrt):
   state = tx.init(params)
   u, _ = jax.jit(tx.update)(jnp.zeros(3), state, params)
   np.testing.assert_array_equal(np.asarray(u), np.zeros(3))
+
+
+@pytest.mark.parametrize(
+  "dtype,value",
+  [
+    (jnp.float16, 1e5),
+    (jnp.bfloat16, 3.4e38),  # finite in float32, beyond bfloat16's 3.39e38
+  ],
+)
+def test_low_precision_momentum_buffer_saturates_at_the_largest_finite_value(dtype, value):
+  """A buffer value beyond the dtype's range is stored as its largest
+  finite value (65504 in float16), not inf; an infinite input stays inf."""
+  big = float(jnp.finfo(dtype).max)
+  tx = optax_rmsprop.momentum(0.9, accumulator_dtype=dtype)
+  state = tx.init(jnp.zeros(3))
+  updates, state = tx.update(jnp.array([value, -value, 1.0]), state)
+  assert state.trace.dtype == dtype
+  np.testing.assert_array_equal(
+    np.asarray(state.trace, np.float32), [big, -big, 1.0]
+  )
+  np.testing.assert_array_equal(np.asarray(updates), [big, -big, 1.0])
+  _, state = tx.update(jnp.array([jnp.inf, 0.0, 0.0]), state)
+  assert np.isposinf(np.asarray(state.trace, np.float32)[0])
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_complex_params_keep_complex_mu_and_momentum_under_real_state_dtypes(explicit):
+  """μ and the momentum buffer of a complex param are complex even when
+  nu_dtype/momentum_dtype name a real dtype: the imaginary part of the
+  updates must be what it is without them."""
+  kwargs = dict(nu_dtype=jnp.float32, momentum_dtype=jnp.float32)
+  tx = optax_rmsprop.rmsprop(
+    0.1, centered=True, momentum=0.9, **(kwargs if explicit else {})
+  )
+  params = jnp.zeros(4, jnp.complex64)
+  grads = [
+    jnp.array([1 + 2j, -3j, 0.5, 2 - 1j], jnp.complex64) * (k + 1)
+    for k in range(3)
+  ]
+  state = tx.init(params)
+  for g in grads:
+    updates, state = tx.update(g, state, params)
+  rms, _, trace = state
+  assert rms.mu.dtype == jnp.complex64 and trace.trace.dtype == jnp.complex64
+  assert rms.nu.dtype == jnp.float32  # |g|² is real
+  reference = optax.rmsprop(0.1, centered=True, momentum=0.9)
+  ref_state = reference.init(params)
+  for g in grads:
+    ref_updates, ref_state = reference.update(g, ref_state, params)
+  np.testing.assert_allclose(updates, ref_updates, rtol=1e-6)
+  assert np.max(np.abs(np.imag(np.asarray(updates)))) > 0.1
+
+
+def test_low_precision_mu_saturates_and_decays_back():
+  """A gradient of 1e6 puts μ = 0.1 g = 1e5 beyond float16's 65504: stored
+  saturated, μ decays back once the gradients are ordinary; stored as inf,
+  it would stay inf (ρ·inf) and pin ν − μ² at 0 for good."""
+  tx = optax_rmsprop.scale_by_rms(
+    decay=0.9, eps=1e-8, centered=True, nu_dtype=jnp.float16
+  )
+  state = tx.init(jnp.zeros(2))
+  _, state = tx.update(jnp.array([1e6, -1e6]), state)
+  np.testing.assert_array_equal(
+    np.asarray(state.mu, np.float32), [65504.0, -65504.0]
+  )
+  for k in range(150):  # sign flips: μ → 0, ν → 1, ν - μ² → 1
+    updates, state = tx.update(jnp.array([1.0, -1.0]) * (-1) ** k, state)
+  assert np.all(np.isfinite(np.asarray(state.mu, np.float32)))
+  assert np.all(np.abs(np.asarray(updates)) < 10)  # not g/√ε = 1e4
+
+
+def test_float16_moments_are_computed_in_float32_not_float16():
+  """|g|² of a float16 g = 300 is 9e4, beyond float16's 65504: computed in
+  float16 it overflows, ν = inf and the update is 0; computed in float32, as
+  documented, ν = 0.1 g² = 9000 fits float16 and the update is
+  g / √(0.1 g²) = ±√10."""
+  tx = optax_rmsprop.scale_by_rms(decay=0.9, eps=0.0)
+  state = tx.init(jnp.zeros(3, jnp.float16))
+  g = jnp.array([300.0, -300.0, 0.5], jnp.float16)
+  updates, state = jax.jit(tx.update)(g, state)
+  assert updates.dtype == jnp.float16 and state.nu.dtype == jnp.float16
+  np.testing.assert_allclose(
+    np.asarray(state.nu, np.float32), [9000.0, 9000.0, 0.025], rtol=1e-3
+  )
+  np.testing.assert_allclose(
+    np.asarray(updates, np.float32),
+    np.sqrt(10) * np.array([1, -1, 1]),
+    rtol=1e-3,
+  )
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_a_tree_mixing_dtypes_updates_each_leaf_as_if_alone(momentum):
+  """float32 leaves run optax's program and bfloat16/float16 leaves ours, in
+  one tree: each leaf's update and state must be what the same optimizer
+  gives that leaf on its own (no leaf handed to the other program, none
+  lost)."""
+  rng = np.random.default_rng(5)
+  params = {
+    "a": jnp.asarray(rng.normal(size=3), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=4), jnp.bfloat16),
+    "c": jnp.asarray(rng.normal(size=2), jnp.float32),
+    "d": jnp.asarray(rng.normal(size=2), jnp.float16),
+  }
+  tx = optax_rmsprop.rmsprop(0.1, centered=True, momentum=momentum)
+  grads = [
+    jax.tree.map(lambda p, k=k: (p * (k + 2)).astype(p.dtype), params)
+    for k in range(3)
+  ]
+  state = tx.init(params)
+  for g in grads:
+    updates, state = tx.update(g, state, params)
+  for name, leaf in params.items():
+    alone = tx.init({name: leaf})
+    for g in grads:
+      u_alone, alone = tx.update({name: g[name]}, alone, {name: leaf})
+    assert updates[name].dtype == leaf.dtype
+    np.testing.assert_allclose(
+      np.asarray(updates[name], np.float32),
+      np.asarray(u_alone[name], np.float32),
+      rtol=1e-6,
+    )
+    np.testing.assert_array_equal(
+      np.asarray(state[0].nu[name], np.float32),
+      np.asarray(alone[0].nu[name], np.float32),
+    )
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("bias_correction", [False, True])
+@pytest.mark.parametrize("eps_in_sqrt", [False, True])
+@pytest.mark.parametrize("initial_scale", [0.0, 1.0])
+def test_own_arithmetic_matches_optax_program_on_ordinary_gradients(
+  centered, bias_correction, eps_in_sqrt, initial_scale
+):
+  """float32 leaves run optax's own program by default and this package's
+  arithmetic with safe_numerics=True (as bfloat16/float16 leaves always do):
+  on ordinary gradients the two agree to float32 rounding in every
+  configuration, so the own arithmetic (the EMA weights, |g|², ε's place,
+  ν₀, the centered variance, the bias correction and its count) is the
+  same RMSprop. ε = 1e-2 is comparable to √ν so that its place matters."""
+  kwargs = dict(
+    learning_rate=0.1,
+    eps=1e-2,
+    centered=centered,
+    bias_correction=bias_correction,
+    eps_in_sqrt=eps_in_sqrt,
+    initial_scale=initial_scale,
+  )
+  rng = np.random.default_rng(6)
+  grads = [
+    jnp.asarray(rng.normal(size=16) * 10.0 ** rng.uniform(-2, 0, 16),
+                jnp.float32)
+    for _ in range(6)
+  ]
+  params = jnp.zeros(16, jnp.float32)
+  out = []
+  for safe in (False, True):
+    tx = optax_rmsprop.rmsprop(**kwargs, safe_numerics=safe)
+    state = tx.init(params)
+    for g in grads:
+      updates, state = tx.update(g, state, params)
+    out.append(np.asarray(updates))
+  np.testing.assert_allclose(out[1], out[0], rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_low_precision_momentum_is_optax_trace_computed_in_float32(nesterov):
+  """float16 updates with a float32 buffer take this package's momentum
+  arithmetic (optax's trace would promote them): m = u + β m, and
+  u + β m for nesterov, as optax.trace computes on the float32 values."""
+  rng = np.random.default_rng(7)
+  grads = [jnp.asarray(rng.normal(size=8), jnp.float16) for _ in range(5)]
+  tx = optax_rmsprop.momentum(0.9, nesterov=nesterov,
+                              accumulator_dtype=jnp.float32)
+  ref = optax.trace(0.9, nesterov=nesterov)
+  state = tx.init(jnp.zeros(8, jnp.float16))
+  ref_state = ref.init(jnp.zeros(8, jnp.float32))
+  for g in grads:
+    updates, state = tx.update(g, state)
+    ref_updates, ref_state = ref.update(g.astype(jnp.float32), ref_state)
+  assert updates.dtype == jnp.float16 and state.trace.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(state.trace), ref_state.trace,
+                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(updates, np.float32),
+                             np.asarray(ref_updates.astype(jnp.float16),
+                                        np.float32), rtol=1e-3)

@@ -1,7 +1,6 @@
 """`rmsprop` is a drop-in for `optax.rmsprop`: same arguments, same numbers."""
 
 import inspect
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +9,8 @@ import optax
 import pytest
 
 import optax_rmsprop
+from configs import SHARED_WITH_OPTAX
+from configs import case_id
 import trajectories
 
 
@@ -23,30 +24,14 @@ def test_positional_signature_matches_optax():
   assert all(p.kind is p.KEYWORD_ONLY for p in ours[len(theirs):])
 
 
-SHARED = [
-    dict(zip(("eps_in_sqrt", "centered", "momentum", "nesterov", "bias"), c))
-    for c in itertools.product(
-        [True, False], [False, True], [None, 0.0, 0.9], [False, True],
-        [False, True],
-    )
-    if not (c[3] and c[2] is None)
-]
-
-
-@pytest.mark.parametrize(
-    "case", SHARED, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items())
-)
+@pytest.mark.parametrize("case", SHARED_WITH_OPTAX, ids=case_id)
 def test_bitwise_equal_to_optax(case):
   kwargs = dict(
       learning_rate=optax.exponential_decay(0.02, 10, 0.9),
       decay=0.95,
       eps=1e-6,
       initial_scale=0.1,
-      eps_in_sqrt=case["eps_in_sqrt"],
-      centered=case["centered"],
-      momentum=case["momentum"],
-      nesterov=case["nesterov"],
-      bias_correction=case["bias"],
+      **case,
   )
   params = trajectories.initial_params(dtype=np.float32)
   ours = trajectories.run_optax(optax_rmsprop.rmsprop(**kwargs), params, 100)

@@ -12,6 +12,7 @@ is also compared in float64, where it agrees to 1e-13.
 """
 
 import functools
+import inspect
 import itertools
 
 import jax
@@ -403,3 +404,40 @@ def test_accumulation_calls_in_between_return_exact_zeros():
   np.testing.assert_array_equal(updates, 0.0)
   updates, state = tx.update(jnp.ones(2), state, params)
   assert not np.isfinite(updates[0]) and np.isfinite(updates[1])
+
+
+def test_keras_preset_defaults_equal_keras_rmsprop_signature_defaults():
+  theirs = inspect.signature(keras.optimizers.RMSprop).parameters
+  ours = inspect.signature(optax_rmsprop.keras_rmsprop).parameters
+  shared = [name for name in ours if name in theirs]
+  assert {"learning_rate", "rho", "momentum", "epsilon", "centered"} <= set(
+    shared
+  )
+  for name in shared:
+    assert ours[name].default == theirs[name].default, name
+
+
+def test_keras_default_epsilon_matters_for_tiny_gradients():
+  """|g| ~ 1e-4: (1 - ρ) g² ~ 1e-9 is below ε = 1e-7, so the step depends
+  on ε (1e-8 would give a ~3x larger first step)."""
+  rng = np.random.default_rng(0)
+  w0 = rng.normal(size=5).astype(np.float32)
+  grads = [(rng.normal(size=5) * 1e-4).astype(np.float32) for _ in range(5)]
+  var = keras.Variable(w0)
+  opt = keras.optimizers.RMSprop()  # every default
+  for g in grads:
+    opt.apply([g], [var])
+  expected = np.asarray(var.numpy())
+
+  def run(tx):
+    p, state = jnp.asarray(w0), tx.init(jnp.asarray(w0))
+    for g in grads:
+      updates, state = tx.update(jnp.asarray(g), state, p)
+      p = optax.apply_updates(p, updates)
+    return np.asarray(p)
+
+  actual = run(optax_rmsprop.keras_rmsprop())
+  np.testing.assert_allclose(actual, expected, rtol=2e-6)
+  moved = np.max(np.abs(expected - w0))  # ~1.5e-3 over 5 steps
+  wrong = run(optax_rmsprop.keras_rmsprop(epsilon=1e-8))
+  assert np.max(np.abs(wrong - expected)) > 0.5 * moved  # ε matters here

@@ -13,6 +13,7 @@ embedding table with ``IndexedSlices`` gradients next to a dense variable
 final slots. TF's own ``testSparse`` is ported as well.
 """
 
+import inspect
 import json
 import pathlib
 
@@ -346,3 +347,46 @@ def test_sparse_prefix_mask():
   nu = optax.tree.get(runs[0][1], "nu")
   assert np.all(np.asarray(nu["emb"]["table"])[0] == 1)  # kept at nu_0
   assert np.all(np.asarray(nu["dense"]["w"])[0] < 1)  # dense: decayed
+
+
+# TF1's tf.compat.v1.train.RMSPropOptimizer.__init__ (TensorFlow's
+# python/training/rmsprop.py; TF is not a test dependency), after
+# learning_rate: decay=0.9, momentum=0.0, epsilon=1e-10, use_locking=False,
+# centered=False, name="RMSProp".
+TF1_DEFAULTS = {
+  "decay": 0.9,
+  "momentum": 0.0,
+  "epsilon": 1e-10,
+  "centered": False,
+}
+
+
+def test_tf1_preset_defaults_equal_tf1_signature_defaults():
+  ours = inspect.signature(optax_rmsprop.tf1_rmsprop).parameters
+  assert {k: ours[k].default for k in TF1_DEFAULTS} == TF1_DEFAULTS
+
+
+def test_tf1_default_epsilon_matters_once_nu_has_decayed():
+  """TF1 starts ν at 1, so ε matters only once ν has decayed: 200 steps of
+  |g| ~ 1e-6 leave ν ~ 0.9^200 ≈ 7e-10, where ε = 1e-10 and 1e-7 differ
+  by a factor ~10 in the step."""
+  from numpy_reference import Config  # noqa: PLC0415
+  from numpy_reference import NumpyRMSprop  # noqa: PLC0415
+
+  rng = np.random.default_rng(2)
+  grads = (rng.normal(size=(200, 4)) * 1e-6).astype(np.float32)
+  tx = optax_rmsprop.tf1_rmsprop(1.0)
+  ref = NumpyRMSprop(
+    Config(learning_rate=1.0, decay=0.9, eps=1e-10, initial_scale=1.0),
+    np.zeros(4),
+  )
+  p, q = jnp.zeros(4), np.zeros(4)
+  state = tx.init(p)
+  step = jax.jit(tx.update)
+  for g in grads:
+    updates, state = step(jnp.asarray(g), state, p)
+    p = optax.apply_updates(p, updates)
+    q = ref.step(q, g.astype(np.float64))
+  last = ref.step(q, grads[-1].astype(np.float64)) - q  # a late step's size
+  assert np.all(np.abs(last) > 1e-2)  # ε = 1e-7 would give ~3e-3
+  np.testing.assert_allclose(np.asarray(p), q, rtol=1e-4)

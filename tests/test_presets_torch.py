@@ -337,3 +337,29 @@ def test_complex_abs_squared_convention_is_caught(centered):
       LR, decay=0.99, eps=1e-8, eps_in_sqrt=False, centered=centered)
   actual = run_optax_complex(core, 1.0)
   assert problem.max_relative_deviation(actual, expected) > 1e-3
+
+
+def test_torch_default_eps_matters_for_tiny_gradients():
+  """|g| ~ 1e-9: √((1 - α) g²) ~ 1e-10 is below ε = 1e-8."""
+  rng = np.random.default_rng(1)
+  w0 = rng.normal(size=5).astype(np.float32)
+  grads = [(rng.normal(size=5) * 1e-9).astype(np.float32) for _ in range(5)]
+  w = torch.tensor(w0.copy(), requires_grad=True)
+  opt = torch.optim.RMSprop([w])  # every default
+  for g in grads:
+    w.grad = torch.tensor(g)
+    opt.step()
+  expected = w.detach().numpy()
+  tx = optax_rmsprop.torch_rmsprop()
+  p, state = jnp.asarray(w0), tx.init(jnp.asarray(w0))
+  for g in grads:
+    updates, state = tx.update(jnp.asarray(g), state, p)
+    p = optax.apply_updates(p, updates)
+  np.testing.assert_allclose(np.asarray(p), expected, rtol=2e-6)
+  moved = np.max(np.abs(expected - w0))
+  wrong = optax_rmsprop.torch_rmsprop(eps=1e-10)
+  q, state = jnp.asarray(w0), wrong.init(jnp.asarray(w0))
+  for g in grads:
+    updates, state = wrong.update(jnp.asarray(g), state, q)
+    q = optax.apply_updates(q, updates)
+  assert np.max(np.abs(np.asarray(q) - expected)) > 0.5 * moved

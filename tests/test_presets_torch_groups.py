@@ -50,7 +50,7 @@ def _torch_groups_run():
 
 def test_two_groups_match_torch():
   expected = _torch_groups_run()
-  tx = optax_rmsprop.torch_param_groups(GROUPS, LABELS)
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, LABELS)
   deviation = problem.max_relative_deviation(_optax_run(tx), expected)
   print(f"torch two groups: max rel dev {deviation:.2e}")
   assert deviation <= TOLERANCE
@@ -63,7 +63,7 @@ def test_two_groups_with_a_scheduler_and_defaults_match_torch():
   expected = _torch_run(
       groups, {"momentum": 0.9},
       scheduler=lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, GAMMA))
-  tx = optax_rmsprop.torch_param_groups(
+  tx = optax_rmsprop.torch.torch_param_groups(
       {name: {**kwargs, "lr": optax.exponential_decay(kwargs["lr"], 1, GAMMA)}
        for name, kwargs in groups.items()},
       lambda params: {k: k for k in params}, momentum=0.9)
@@ -74,7 +74,7 @@ def test_two_groups_with_a_scheduler_and_defaults_match_torch():
 
 def test_a_sequence_of_groups_is_labelled_by_index():
   expected = _torch_run(GROUPS, {}, steps=100)
-  tx = optax_rmsprop.torch_param_groups(
+  tx = optax_rmsprop.torch.torch_param_groups(
       [GROUPS["w"], GROUPS["b"]], {"w": 0, "b": 1})
   assert problem.max_relative_deviation(_optax_run(tx, 100),
                                         expected) <= TOLERANCE
@@ -89,7 +89,7 @@ def test_ignoring_the_groups_is_caught():
 
 def test_state_holds_each_groups_buffers_only_for_its_leaves():
   params = problem.initial_params()
-  tx = optax_rmsprop.torch_param_groups(
+  tx = optax_rmsprop.torch.torch_param_groups(
       {"w": {"centered": True}, "b": {"momentum": 0.9}}, LABELS)
   arrays = [x.shape for x in jax.tree.leaves(tx.init(params))
             if np.ndim(x) > 0]
@@ -99,14 +99,31 @@ def test_state_holds_each_groups_buffers_only_for_its_leaves():
 
 def test_params_in_a_group_is_an_error():
   with pytest.raises(ValueError, match="'params'.*labels"):
-    optax_rmsprop.torch_param_groups([{"params": [], "lr": 0.1}], {"w": 0})
+    optax_rmsprop.torch.torch_param_groups([{"params": [], "lr": 0.1}], {"w": 0})
 
 
 def test_no_groups_is_an_error():
   with pytest.raises(ValueError, match="groups is empty"):
-    optax_rmsprop.torch_param_groups([], {})
+    optax_rmsprop.torch.torch_param_groups([], {})
 
 
 def test_a_bad_group_hyperparameter_is_named():
   with pytest.raises(ValueError, match="^weight_decay must be"):
-    optax_rmsprop.torch_param_groups([{"weight_decay": -1.0}], {"w": 0})
+    optax_rmsprop.torch.torch_param_groups([{"weight_decay": -1.0}], {"w": 0})
+
+
+def test_a_groups_own_value_wins_over_the_shared_default():
+  """As in PyTorch, the keyword arguments only fill what a group omits: each
+  group's own lr and momentum win over the shared ones, and the shared alpha
+  reaches the group that has none ("w")."""
+  defaults = {"lr": 0.5, "alpha": 0.5, "momentum": 0.1}
+  expected = _torch_run(GROUPS, defaults, steps=100)
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, LABELS, **defaults)
+  assert problem.max_relative_deviation(_optax_run(tx, 100),
+                                        expected) <= TOLERANCE
+
+
+def test_a_label_naming_no_group_is_named():
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, {"w": "w", "b": "bias"})
+  with pytest.raises(ValueError, match="'bias'.*name no group"):
+    tx.init(problem.initial_params())

@@ -89,7 +89,7 @@ def _torch_run(name, complex_params=False):
 def _forward(name, tx, complex_params=False):
   """(torch's continuation, JAX's continuation from torch's checkpoint)."""
   checkpoint, params, expected = _torch_run(name, complex_params)
-  state = optax_rmsprop.from_torch_state_dict(checkpoint, tx, params)
+  state = optax_rmsprop.torch.from_torch_state_dict(checkpoint, tx, params)
   _, _, actual = torch_runs.train_optax(
       tx, params, state, M, N, sign=_sign(CONFIGS[name][0]),
       complex_params=complex_params)
@@ -111,7 +111,7 @@ def _reverse(name, tx, complex_params=False):
   groups = opt.state_dict()["param_groups"]
   if kind is not None:  # where a torch scheduler resumed at update N starts
     groups[0]["initial_lr"] = LR
-  opt.load_state_dict(optax_rmsprop.to_torch_state_dict(
+  opt.load_state_dict(optax_rmsprop.torch.to_torch_state_dict(
       state, params, groups, step=N))
   scheduler = None
   if kind is not None:
@@ -164,7 +164,7 @@ def test_a_lost_step_count_is_caught():
   kwargs, kind, _ = CONFIGS["lr drop"]
   tx = optax_rmsprop.torch_rmsprop(lr=_schedule(kind), **kwargs)
   checkpoint, params, expected = _torch_run("lr drop")
-  state = optax_rmsprop.from_torch_state_dict(checkpoint, tx, params)
+  state = optax_rmsprop.torch.from_torch_state_dict(checkpoint, tx, params)
   lost = jax.tree.map(
       lambda x: jnp.zeros_like(x) if x.dtype == jnp.int32 else x, state)
   _, _, actual = torch_runs.train_optax(tx, params, lost, M, N)
@@ -200,12 +200,12 @@ def test_param_groups_by_name_continue_in_jax():
   jax_params = {k: jnp.array(p.numpy()) for k, p in params.items()}
   expected = torch_runs.train_torch(opt, params, M, N, scheduler)
 
-  tx = optax_rmsprop.torch_param_groups(
+  tx = optax_rmsprop.torch.torch_param_groups(
       {"w": {**GROUPS["w"], "lr": optax.exponential_decay(0.02, 1, GAMMA)},
        "b": {**GROUPS["b"], "lr": optax.exponential_decay(LR, 1, GAMMA)}},
       {"b": "b", "w": "w"})
   for names in ({"b": "b", "w": "w"}, {"b": 1, "w": 0}):
-    state = optax_rmsprop.from_torch_state_dict(
+    state = optax_rmsprop.torch.from_torch_state_dict(
         checkpoint, tx, jax_params, names=names)
     _, _, actual = torch_runs.train_optax(tx, jax_params, state, M, N)
     deviation = problem.max_relative_deviation(actual, expected)
@@ -215,7 +215,7 @@ def test_param_groups_by_name_continue_in_jax():
 
 def test_param_groups_round_trip_through_torch():
   """JAX -> torch state dict -> JAX gives back the same state."""
-  tx = optax_rmsprop.torch_param_groups(
+  tx = optax_rmsprop.torch.torch_param_groups(
       {"w": {**GROUPS["w"], "lr": optax.exponential_decay(0.02, 1, GAMMA)},
        "b": GROUPS["b"]}, {"b": "b", "w": "w"}, lr=LR)
   params = problem.initial_params()
@@ -225,10 +225,10 @@ def test_param_groups_round_trip_through_torch():
       [{"params": [t_params["w"]], **GROUPS["w"]},
        {"params": [t_params["b"]], **GROUPS["b"]}], lr=LR)
   names = {"b": 1, "w": 0}
-  opt.load_state_dict(optax_rmsprop.to_torch_state_dict(
+  opt.load_state_dict(optax_rmsprop.torch.to_torch_state_dict(
       state, params, opt.state_dict()["param_groups"], names=names, step=7))
   assert float(opt.state[t_params["b"]]["step"]) == 7.0
-  back = optax_rmsprop.from_torch_state_dict(
+  back = optax_rmsprop.torch.from_torch_state_dict(
       opt.state_dict(), tx, params, names=names)
   assert jax.tree.structure(back) == jax.tree.structure(state)
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
@@ -253,7 +253,7 @@ def test_inject_hyperparams_default_run_moves_both_ways():
   assert problem.max_relative_deviation(actual, expected) <= PLAIN_TOLERANCE
   params = jnp.ones(3)
   state = tx.init(params)
-  back = optax_rmsprop.to_torch_state_dict(
+  back = optax_rmsprop.torch.to_torch_state_dict(
       state, params, [{"params": [0], "momentum": 0, "centered": False}])
   assert set(back["state"][0]) == {"step", "square_avg"}
 
@@ -265,7 +265,7 @@ def test_a_buffer_from_a_traced_init_is_explained():
   state = jax.jit(tx.init)(jnp.ones(3))
   groups = [{"params": [0], "momentum": 0, "centered": False}]
   with pytest.raises(ValueError, match="injected momentum is 0: tx.init ran"):
-    optax_rmsprop.to_torch_state_dict(state, jnp.ones(3), groups)
+    optax_rmsprop.torch.to_torch_state_dict(state, jnp.ones(3), groups)
 
 
 def test_chained_with_clipping_and_a_fresh_torch_parameter():
@@ -279,7 +279,7 @@ def test_chained_with_clipping_and_a_fresh_torch_parameter():
   w.grad = torch.full((3,), 0.5)
   opt.step()
   params = [jnp.ones(3), jnp.ones(2)]
-  state = optax_rmsprop.from_torch_state_dict(opt.state_dict(), tx, params)
+  state = optax_rmsprop.torch.from_torch_state_dict(opt.state_dict(), tx, params)
   nu = state[1].inner_state[0].nu
   np.testing.assert_allclose(nu[0], opt.state[w]["square_avg"].numpy())
   np.testing.assert_array_equal(nu[1], np.zeros(2))
@@ -305,7 +305,7 @@ def _torch_checkpoint(**kwargs):
 def test_mismatched_buffers_are_named(torch_kwargs, ours, message):
   tx = optax_rmsprop.torch_rmsprop(**ours)
   with pytest.raises(ValueError, match=message):
-    optax_rmsprop.from_torch_state_dict(
+    optax_rmsprop.torch.from_torch_state_dict(
         _torch_checkpoint(**torch_kwargs), tx, jnp.ones(3))
 
 
@@ -313,7 +313,7 @@ def test_mismatched_groups_are_named_on_the_way_back():
   tx = optax_rmsprop.torch_rmsprop()
   groups = [{"params": [0], "momentum": 0.9, "centered": False}]
   with pytest.raises(ValueError, match="torch has momentum_buffer"):
-    optax_rmsprop.to_torch_state_dict(
+    optax_rmsprop.torch.to_torch_state_dict(
         tx.init(jnp.ones(3)), jnp.ones(3), groups, step=1)
 
 
@@ -321,19 +321,19 @@ def test_wrong_shape_count_and_name_are_errors():
   tx = optax_rmsprop.torch_rmsprop()
   checkpoint = _torch_checkpoint()
   with pytest.raises(ValueError, match="has shape"):
-    optax_rmsprop.from_torch_state_dict(checkpoint, tx, jnp.ones(4))
+    optax_rmsprop.torch.from_torch_state_dict(checkpoint, tx, jnp.ones(4))
   with pytest.raises(ValueError, match="2 leaves but the torch optimizer 1"):
-    optax_rmsprop.from_torch_state_dict(
+    optax_rmsprop.torch.from_torch_state_dict(
         checkpoint, tx, [jnp.ones(3), jnp.ones(3)])
   with pytest.raises(ValueError, match="no torch parameter named 'w'"):
-    optax_rmsprop.from_torch_state_dict(
+    optax_rmsprop.torch.from_torch_state_dict(
         checkpoint, tx, {"w": jnp.ones(3)}, names={"w": "w"})
 
 
 def test_a_constant_lr_needs_the_step():
   tx = optax_rmsprop.torch_rmsprop()
   with pytest.raises(ValueError, match="pass step="):
-    optax_rmsprop.to_torch_state_dict(
+    optax_rmsprop.torch.to_torch_state_dict(
         tx.init(jnp.ones(3)), jnp.ones(3), [{"momentum": 0, "centered": False}])
 
 
@@ -344,5 +344,5 @@ def test_complex_torch_state_needs_the_view_as_real_split():
   opt.step()
   core = optax_rmsprop.rmsprop(0.01, 0.99, eps_in_sqrt=False)  # |g|² state
   with pytest.raises(ValueError, match="view-as-real split"):
-    optax_rmsprop.from_torch_state_dict(
+    optax_rmsprop.torch.from_torch_state_dict(
         opt.state_dict(), core, jnp.ones(3, jnp.complex64))

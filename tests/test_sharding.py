@@ -199,12 +199,12 @@ def test_state_shardings_on_one_device_and_abstract_params():
   tx = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
       learning_rate=0.1, centered=True, momentum=0.9
   )
-  shardings = optax_rmsprop.state_shardings(tx, params)
+  shardings = optax_rmsprop.tools.state_shardings(tx, params)
   inner = shardings.inner_state
   assert inner[0].nu["w"] == sharding and inner[0].mu["w"] == sharding
   assert inner[2].trace["w"] == sharding
   assert shardings.count.spec == jax.P()
-  state = optax_rmsprop.init_sharded(
+  state = optax_rmsprop.tools.init_sharded(
       tx, {"w": jax.device_put(np.arange(4.0, dtype=np.float32), sharding)}
   )
   assert jax.tree.structure(state) == jax.tree.structure(shardings)
@@ -228,8 +228,8 @@ def test_stack_leaves_on_a_mesh_respects_shardings():
 
 def test_state_shardings_of_empty_params():
   tx = optax_rmsprop.rmsprop(0.1, bias_correction=True, momentum=0.9)
-  shardings = optax_rmsprop.state_shardings(tx, {})
+  shardings = optax_rmsprop.tools.state_shardings(tx, {})
   assert shardings[0].nu == {} and shardings[2].trace == {}
   assert isinstance(shardings[0].count, jax.sharding.Sharding)
-  state = optax_rmsprop.init_sharded(tx, {})
+  state = optax_rmsprop.tools.init_sharded(tx, {})
   assert jax.tree.structure(state) == jax.tree.structure(shardings)

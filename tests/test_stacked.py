@@ -85,7 +85,7 @@ def test_identical_to_default_layout(name, max_group_size, max_leaf_size):
   kwargs = CONFIGS[name]
   want_p, want_s = _run(optax_rmsprop.rmsprop(**kwargs), params)
   got_p, got_s = _run(
-      optax_rmsprop.stack_leaves(
+      optax_rmsprop.tools.stack_leaves(
           optax_rmsprop.rmsprop(**kwargs), max_group_size, max_leaf_size
       ),
       params,
@@ -105,12 +105,12 @@ def test_equal_to_optax_rmsprop():
   del params["half"]  # optax keeps bf16 state; ours computes it in f32
   kwargs = dict(learning_rate=0.01, centered=True, momentum=0.9)
   want, _ = _run(optax.rmsprop(**kwargs), params)
-  got, _ = _run(optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(**kwargs)), params)
+  got, _ = _run(optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(**kwargs)), params)
   jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_groups_by_shape_and_dtype():
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1), max_group_size=2)
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1), max_group_size=2)
   nu = tx.init(_tree()).inner_state[0].nu
   shapes = sorted((x.shape, str(x.dtype)) for x in nu)
   assert shapes == sorted([
@@ -121,7 +121,7 @@ def test_groups_by_shape_and_dtype():
 
 
 def test_large_leaves_stay_alone_and_cost_no_copy():
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1), max_leaf_size=4)
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1), max_leaf_size=4)
   nu = tx.init(_tree()).inner_state[0].nu
   sizes = sorted((x.shape, str(x.dtype)) for x in nu)
   assert sizes == sorted(
@@ -131,7 +131,7 @@ def test_large_leaves_stay_alone_and_cost_no_copy():
   )
   # Stacking a single leaf is a reshape: no concatenate, no copy compiled.
   params = {"a": jnp.ones((300, 300)), "b": jnp.ones((300, 300))}
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))  # default: 65536 elements
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1))  # default: 65536 elements
   state = tx.init(params)
 
   def step(p, s, g):
@@ -147,12 +147,12 @@ def test_mask_outside_the_wrapper():
   mask = jax.tree.map(lambda x: x.ndim > 1, params)
   inner = optax_rmsprop.rmsprop(0.01, momentum=0.9)
   want, _ = _run(optax.masked(inner, mask), params)
-  got, _ = _run(optax.masked(optax_rmsprop.stack_leaves(inner), mask), params)
+  got, _ = _run(optax.masked(optax_rmsprop.tools.stack_leaves(inner), mask), params)
   jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_mismatched_gradient_tree_raises():
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1))
   state = tx.init({"a": jnp.ones(3), "b": jnp.ones(3)})
   with pytest.raises(ValueError, match="optimizer state"):
     tx.update({"a": jnp.ones(3)}, state)
@@ -169,7 +169,7 @@ def test_mixed_precision_groups_come_from_the_params():
   }
   grads = jax.tree.map(lambda p: jnp.cos(p.astype(jnp.float32)), params)
   inner = optax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9)
-  tx = optax_rmsprop.stack_leaves(inner)
+  tx = optax_rmsprop.tools.stack_leaves(inner)
   state = tx.init(params)
   assert [g.indices for g in state.groups] == [(0, 1), (2,)]
   updates, state2 = jax.jit(tx.update)(grads, state, params)
@@ -187,7 +187,7 @@ def test_none_gradients_keep_their_rows():
   they were, the other members updated exactly as without stacking."""
   params = {"a": jnp.ones(3), "b": jnp.full(3, 2.0), "c": jnp.ones(3)}
   inner = optax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9)
-  tx = optax_rmsprop.stack_leaves(inner)
+  tx = optax_rmsprop.tools.stack_leaves(inner)
   state = tx.init(params)
   g1 = {"a": jnp.full(3, 0.5), "b": jnp.full(3, -1.0), "c": jnp.full(3, 3.0)}
   _, state = tx.update(g1, state, params)
@@ -209,14 +209,14 @@ def test_none_gradients_keep_their_rows():
 
 
 def test_tree_map_params_says_why_it_cannot_see_stacked_state():
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1))
   state = tx.init({"a": jnp.ones(3)})
   with pytest.raises(TypeError, match="stack_leaves.*state_shardings"):
     optax.tree_map_params(tx, lambda x: x, state)
 
 
 def test_empty_and_none_params():
-  tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1, momentum=0.9))
+  tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1, momentum=0.9))
   state = tx.init({})
   updates, _ = tx.update({}, state, {})
   assert updates == {}
@@ -231,7 +231,7 @@ def test_lazy_rows_inside_judges_each_params_rows(inner):
   judged along the stacking axis (a whole leaf), so a zero row of a table
   still decayed and coasted on momentum. The rows are each param's own."""
   make = {
-      "lazy_rows": lambda: optax_rmsprop.lazy_rows(
+      "lazy_rows": lambda: optax_rmsprop.tools.lazy_rows(
           optax_rmsprop.rmsprop(0.1, momentum=0.9, centered=True)),
       "tf1_sparse": lambda: optax_rmsprop.tf1_rmsprop(
           0.1, momentum=0.9, sparse=True),
@@ -252,7 +252,7 @@ def test_lazy_rows_inside_judges_each_params_rows(inner):
   all_grads = [jax.tree.map(jnp.ones_like, params)] + [
       grads(t) for t in range(4)]
   runs = []
-  for tx in (make(), optax_rmsprop.stack_leaves(make())):
+  for tx in (make(), optax_rmsprop.tools.stack_leaves(make())):
     state = tx.init(params)
     history = []
     for g in all_grads:
@@ -269,7 +269,7 @@ def test_lazy_rows_inside_judges_each_params_rows(inner):
 
 def test_lazy_rows_around_stack_leaves_says_to_swap_them():
   """The other nesting cannot be lazy per row: a clear error, with the fix."""
-  tx = optax_rmsprop.lazy_rows(
-      optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1)))
+  tx = optax_rmsprop.tools.lazy_rows(
+      optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1)))
   with pytest.raises(TypeError, match=r"stack_leaves\(lazy_rows\(inner\)\)"):
     tx.init({"a": jnp.ones((3, 2)), "b": jnp.ones((3, 2))})

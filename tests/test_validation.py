@@ -72,3 +72,48 @@ def test_decoupled_weight_decay_needs_params():
   tx = optax_rmsprop.rmsprop(1e-3, decoupled_weight_decay=1e-2)
   with pytest.raises(ValueError, match="needs the params"):
     tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+def test_complex_gradient_for_a_real_param_is_rejected():
+  """Storing a complex average in a real buffer would drop its imaginary
+  part silently."""
+  tx = optax_rmsprop.rmsprop(0.1, momentum=0.9)
+  state = tx.init(jnp.zeros(2))
+  with pytest.raises(ValueError, match="complex"):
+    tx.update(jnp.array([1j, 1.0], jnp.complex64), state)
+
+
+@pytest.mark.parametrize(
+  "make,name",
+  [
+    (lambda v: optax_rmsprop.rmsprop(v), "learning_rate"),
+    (lambda v: optax_rmsprop.scale_by_rms(eps=v), "eps"),
+    (
+      lambda v: optax_rmsprop.rmsprop(0.1, coupled_weight_decay=v),
+      "coupled_weight_decay",
+    ),
+    (
+      lambda v: optax_rmsprop.torch.torch_onecycle_schedules(0.1, 10, max_momentum=v),
+      "max_momentum",
+    ),
+  ],
+)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_hyperparameters_are_rejected_by_the_finiteness_check(make, name, value):
+  """+inf passes a lower bound (inf >= 0) and an absent upper one: only the
+  explicit finiteness check rejects it."""
+  with pytest.raises(ValueError, match=f"{name} must be finite"):
+    make(value)
+
+
+@pytest.mark.parametrize("leaf", [1.0, "yes", jnp.ones(3, bool)])
+def test_a_mask_leaf_that_is_not_a_bool_is_rejected(leaf):
+  """optax.masked would take 1.0 or a string as true, and a bool array as
+  per-element: a mask leaf must be one bool (a Python/NumPy bool or a
+  scalar bool array), and anything else names the argument and the leaf."""
+  params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+  tx = optax_rmsprop.rmsprop(
+    0.1, coupled_weight_decay=0.1, weight_decay_mask={"w": leaf, "b": False}
+  )
+  with pytest.raises(TypeError, match=r"weight_decay_mask at \['w'\] must be a bool"):
+    tx.update(params, tx.init(params), params)

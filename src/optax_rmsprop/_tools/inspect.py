@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _stacked
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._rules import numerics as _numerics
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
+from optax_rmsprop._tools import stacked as _stacked
+from optax_rmsprop._tools import state_finder as _finder
 
 # The RMS states (optax's own classes), found by type wherever they sit in a
 # state tree. Fields are read by name (count, mu only where enabled).
 _RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
-_INJECT_STATES = _trees.INJECT_STATE_TYPES
-_STOP = (
-    _RMS_STATES
-    + _INJECT_STATES
-    + (
-        optax.ScaleByScheduleState,
-        optax.MultiStepsState,
-        _stacked.StackLeavesState,
-    )
-)
 # Argument names of rmsprop and the presets (keras/tf1: epsilon, rho; torch,
 # timm: lr, alpha), as inject_hyperparams stores them.
 _NAMES = {
@@ -37,113 +28,16 @@ _NAMES = {
 }
 
 
-class _Found(NamedTuple):
-  """An RMS state and what encloses it."""
-
-  path: tuple  # key path of the state in the optimizer state
-  state: Any
-  hyperparams: dict  # of the enclosing inject_hyperparams, innermost wins
-  # The enclosing stack_leaves state (its leaves are stacked groups), or None.
-  stack: Optional[_stacked.StackLeavesState]
-
-
-class _Counter(NamedTuple):
-  """An update count, and the subtree whose updates it counts."""
-
-  scope: tuple  # key path: the counter applies to RMS states under it
-  value: jax.Array  # the count
-
-
 def _field(state: Any, name: str) -> Any:
-  """``state.<name>``, or None where the class has no such field (and not
-  ``tuple.count``, the method every NamedTuple has)."""
-  return getattr(state, name) if name in state._fields else None
+  """``state.<name>``, or None where the class has no such field."""
+  return getattr(state, name) if _finder.has_field(state, name) else None
 
 
-def _unwrap_variables(tree: Any) -> Any:
-  """``tree`` with flax ``nnx.Variable`` leaves (``nnx.Optimizer`` keeps its
-  state as ``OptState``/``OptArray`` variables) replaced by their values."""
-  nnx = sys.modules.get("flax.nnx")
-  if nnx is None:  # flax not imported: the tree cannot hold its variables
-    return tree
-  is_variable = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
-  return jax.tree.map(
-      lambda x: x.get_value() if is_variable(x) else x,
-      tree,
-      is_leaf=is_variable,
-  )
-
-
-def _walk(tree, path, hyperparams, stack, found, counters) -> None:
-  """Collects the RMS states under ``tree`` and the update counters."""
-  is_stop = lambda x: isinstance(x, _STOP)  # noqa: E731
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_stop)
-  for sub, node in flat:
-    here = path + tuple(sub)
-    attr = lambda name: here + (jax.tree_util.GetAttrKey(name),)  # noqa: B023,E731
-    if isinstance(node, _RMS_STATES):
-      found.append(_Found(here, node, hyperparams, stack))
-      if _field(node, "count") is not None:
-        counters.append(_Counter(attr("nu"), node.count))
-    elif isinstance(node, _INJECT_STATES):
-      counters.append(_Counter(here, node.count))
-      inner = {**hyperparams, **node.hyperparams}
-      _walk(
-          node.inner_state, attr("inner_state"), inner, stack, found, counters
-      )
-    elif isinstance(node, optax.ScaleByScheduleState):
-      # Counts the updates of the chain it sits in (its parent tuple).
-      counters.append(_Counter(here[:-1], node.count))
-    elif isinstance(node, optax.MultiStepsState):
-      counters.append(_Counter(here, node.gradient_step))
-      _walk(
-          node.inner_opt_state,
-          attr("inner_opt_state"),
-          hyperparams,
-          stack,
-          found,
-          counters,
-      )
-    elif isinstance(node, _stacked.StackLeavesState):
-      _walk(
-          node.inner_state,
-          attr("inner_state"),
-          hyperparams,
-          node,
-          found,
-          counters,
-      )
-
-
-def _nearest_count(found: _Found, counters) -> Optional[jax.Array]:
-  """The count of the innermost counter whose scope holds ``found``."""
-  best, depth = None, -1
-  own = found.path + (jax.tree_util.GetAttrKey("nu"),)
-  for counter in counters:
-    scope = counter.scope
-    holds = own[: len(scope)] == scope
-    if holds and len(scope) > depth:
-      best, depth = counter.value, len(scope)
-  return best
-
-
-def _group(found: _Found) -> Optional[Any]:
-  """The label of the innermost ``optax.partition`` / ``multi_transform``
-  group holding the state (``inner_states[label]``), or None."""
-  label = None
-  for key, next_key in zip(found.path, found.path[1:]):
-    if getattr(key, "name", None) == "inner_states" and isinstance(
-        next_key, jax.tree_util.DictKey
-    ):
-      label = next_key.key
-  return label
-
-
-def _resolve(name: str, given: Any, found: _Found) -> Any:
+def _resolve(name: str, given: Any, found: _finder.Found) -> Any:
   """The value ``given`` (for ``found``'s group, where a dict of them), else
   the one an enclosing ``inject_hyperparams`` holds, else None."""
   if isinstance(given, Mapping):
-    label = _group(found)
+    label = found.group
     if label in given:
       return given[label]
     given = None
@@ -173,8 +67,7 @@ def _quantile_key(q: float) -> str:
   return {0.0: "min", 1.0: "max"}.get(q, f"p{100 * q:g}")
 
 
-def _label(path) -> str:
-  return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+_label = _trees.path_label
 
 
 def _stacked_leaves(
@@ -186,7 +79,7 @@ def _stacked_leaves(
   params' flatten order, None leaves counted); ``params`` only names them.
   """
   flat, _ = jax.tree_util.tree_flatten_with_path(
-      _unwrap_variables(params), is_leaf=_trees.is_none
+      _finder.unwrap_variables(params), is_leaf=_trees.is_none
   )
   shape = lambda x: tuple(x.shape if hasattr(x, "shape") else np.shape(x))  # noqa: E731
   rows = {
@@ -212,7 +105,7 @@ def _stacked_leaves(
 
 def _leaf_values(nu, mu, correction):
   """ν in the compute dtype and the variance estimate v of one leaf."""
-  dtype = jnp.promote_types(nu.dtype, jnp.float32)
+  dtype = _numerics.compute_dtype(nu.dtype)
   nu_c = nu.astype(dtype)
   nu_hat = nu_c
   if correction is not None:
@@ -434,14 +327,7 @@ def rms_stats(
   if len({_quantile_key(q) for q in quantiles}) != len(quantiles):
     raise ValueError(f"quantiles must be distinct, got {quantiles}")
 
-  found: list[_Found] = []
-  counters: list[_Counter] = []
-  step = getattr(opt_state, "step", None)
-  if hasattr(opt_state, "opt_state"):  # an nnx.Optimizer
-    opt_state = opt_state.opt_state
-    if step is not None:
-      counters.append(_Counter((), _unwrap_variables(step)))
-  _walk(_unwrap_variables(opt_state), (), {}, None, found, counters)
+  found, counters = _finder.find_states(opt_state, _RMS_STATES, nnx=True)
   if not found:
     raise ValueError(
         "rms_stats: no RMSprop state (optax.ScaleByRmsState, "
@@ -455,7 +341,7 @@ def rms_stats(
     prefix = _label(found_one.path) + "/" if len(found) > 1 else ""
     part = _one_state(
         found_one,
-        _nearest_count(found_one, counters),
+        _finder.nearest_count(counters, found_one.path),
         learning_rate,
         eps,
         eps_in_sqrt,
@@ -484,7 +370,7 @@ def _one_state(
   lr = _resolve("learning_rate", learning_rate, found)
   if lr is None and isinstance(learning_rate, Mapping):
     raise ValueError(
-        f"rms_stats: learning_rate has no entry for group {_group(found)!r}"
+        f"rms_stats: learning_rate has no entry for group {found.group!r}"
         f" (it has {sorted(map(repr, learning_rate))}), and its state does"
         " not hold one (optax.inject_hyperparams)."
     )
@@ -534,9 +420,8 @@ def _one_state(
     names = [_label(path) for path, _ in flat]
   leaves = [(n, nu, mu) for n, nu, mu in zip(names, nus, mus) if nu.size]
 
-  dtype = jnp.promote_types(
-      jnp.result_type(*[nu for _, nu, _ in leaves]) if leaves else jnp.float32,
-      jnp.float32,
+  dtype = _numerics.compute_dtype(
+      jnp.result_type(*[nu for _, nu, _ in leaves]) if leaves else jnp.float32
   )
   stats = {"learning_rate": jnp.asarray(lr, dtype)}
   if count is not None:

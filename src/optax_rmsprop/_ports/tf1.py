@@ -7,10 +7,10 @@ from typing import Any, Callable, Union
 import jax
 import optax
 
-from optax_rmsprop import _lazy_rows
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import validation as _validation
+from optax_rmsprop._tools import lazy_rows as _lazy_rows
 
 
 def tf1_rmsprop(
@@ -147,4 +147,4 @@ def tf1_rmsprop(
     return _lazy_rows._lazy(tx, None if sparse is True else sparse, "sparse")
 
   # No buffer for momentum 0, decided by init (also for an injected value).
-  return _presets_args.init_decides(build, momentum=momentum)
+  return _switches.init_decides(build, momentum=momentum)

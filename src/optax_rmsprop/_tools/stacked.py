@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _optax_compat
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._rules import optax_compat as _optax_compat
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
 
 
 class Group(NamedTuple):
@@ -249,7 +249,7 @@ def stack_leaves(
     >>> import jax.numpy as jnp
     >>> import optax_rmsprop
     >>> params = {'a': jnp.ones(3), 'b': jnp.zeros(3), 'c': jnp.ones(2)}
-    >>> tx = optax_rmsprop.stack_leaves(optax_rmsprop.rmsprop(0.1))
+    >>> tx = optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1))
     >>> state = tx.init(params)
     >>> [nu.shape for nu in state.inner_state[0].nu]  # 'a' and 'b' stacked
     [(2, 3), (1, 2)]
@@ -273,7 +273,7 @@ def stack_leaves(
       raise TypeError(
           "optax.tree_map_params cannot map over a stack_leaves state: it"
           " holds stacked groups of params, not params-shaped trees. For"
-          " shardings use optax_rmsprop.state_shardings or init_sharded,"
+          " shardings use optax_rmsprop.tools.state_shardings or init_sharded,"
           " which know the groups."
       )
     params = _trees.as_arrays(params)

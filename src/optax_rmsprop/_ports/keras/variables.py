@@ -21,22 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _keras_transforms
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _trees
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._ports.keras import transforms as _keras_transforms
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._tools import state_finder as _finder
 
 _RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
-_INJECTED = _trees.INJECT_STATE_TYPES
-_KNOWN = (
-    _RMS_STATES
-    + _INJECTED
-    + (
-        optax.TraceState,
-        optax.ScaleByScheduleState,
-        optax.MultiStepsState,
-        _keras_transforms.EmaParamsState,
-    )
+# The states holding Keras variables (MultiSteps: the accumulator and the
+# count of calls), and the wrappers whose inner states count updates.
+_STATES = _RMS_STATES + (
+    optax.TraceState,
+    optax.MultiStepsState,
+    _keras_transforms.EmaParamsState,
 )
+_WRAPPERS = _trees.INJECT_STATE_TYPES + (optax.MultiStepsState,)
 # Per-trainable-variable blocks of optimizer.variables, in Keras' order.
 _BLOCKS = (
     "average",
@@ -121,7 +120,7 @@ def from_keras_variables(
     >>> opt.apply([g], [w])  # a Keras run, one step so far
     >>> params = [w.numpy()]
     >>> tx = optax_rmsprop.keras_rmsprop(0.01, momentum=0.9)
-    >>> state = optax_rmsprop.from_keras_variables(opt, params, tx)
+    >>> state = optax_rmsprop.keras.from_keras_variables(opt, params, tx)
     >>> updates, state = tx.update([g], state, params)
     >>> opt.apply([g], [w])  # the same second step, in Keras
     >>> bool(np.allclose(optax.apply_updates(params, updates)[0], w.numpy()))
@@ -151,8 +150,11 @@ def from_keras_variables(
   def count_like(count, value):
     return jnp.asarray(value, count.dtype)
 
-  def fill(node, updates_seen):
-    if isinstance(node, optax.MultiStepsState):
+  def fill(one: _finder.Found) -> Any:
+    node = one.state
+    # Calls of the transform, or updates of the inner one under MultiSteps.
+    updates_seen = calls if one.multisteps is None else calls // steps
+    if isinstance(node, optax.MultiStepsState):  # its inner state filled
       found.multisteps += 1
       return node._replace(
           mini_step=count_like(node.mini_step, calls % steps),
@@ -160,12 +162,6 @@ def from_keras_variables(
           acc_grads=like(
               node.acc_grads, keras_state.tree("gradient_accumulator")
           ),
-          inner_opt_state=walk(node.inner_opt_state, calls // steps),
-      )
-    if isinstance(node, _INJECTED):
-      return node._replace(
-          count=count_like(node.count, updates_seen),
-          inner_state=walk(node.inner_state, updates_seen),
       )
     if isinstance(node, _keras_transforms.EmaParamsState):
       found.ema += 1
@@ -176,28 +172,20 @@ def from_keras_variables(
     if isinstance(node, _RMS_STATES):
       found.rms += 1
       fields = {"nu": like(node.nu, keras_state.tree("velocity"))}
-      if "mu" in node._fields:
+      if _finder.has_field(node, "mu"):
         fields["mu"] = like(node.mu, keras_state.tree("average_gradient"))
-      found.centered = "mu" in node._fields
-      if "count" in node._fields:
+      found.centered = _finder.has_field(node, "mu")
+      if _finder.has_field(node, "count"):
         fields["count"] = count_like(node.count, updates_seen)
       return node._replace(**fields)
     if isinstance(node, optax.TraceState):
       found.trace += 1
       momentum = jax.tree.map(np.negative, keras_state.tree("momentum"))
       return node._replace(trace=like(node.trace, momentum))
-    if isinstance(node, optax.ScaleByScheduleState):
-      return node._replace(count=count_like(node.count, updates_seen))
-    return node
+    # inject_hyperparams' or ScaleByScheduleState's count
+    return node._replace(count=count_like(node.count, updates_seen))
 
-  def walk(tree, updates_seen):
-    return jax.tree.map(
-        lambda node: fill(node, updates_seen),
-        tree,
-        is_leaf=lambda x: isinstance(x, _KNOWN),
-    )
-
-  state = walk(template, calls)
+  state = _finder.map_states(fill, template, _STATES, wrappers=_WRAPPERS)
   found.check(keras_state.layout)
   return state
 
@@ -272,7 +260,9 @@ def to_keras_variables(
     >>> opt = keras.optimizers.RMSprop(0.01, centered=True)
     >>> opt.build([w])
     >>> # a constant lr keeps no count: tell Keras this was call 1
-    >>> values = optax_rmsprop.to_keras_variables(state, opt, iterations=1)
+    >>> values = optax_rmsprop.keras.to_keras_variables(
+    ...     state, opt, iterations=1
+    ... )
     >>> for variable, value in zip(opt.variables, values):
     ...   _ = variable.assign(value)
     >>> opt.apply(g, [w])  # Keras continues the run
@@ -288,60 +278,39 @@ def to_keras_variables(
   layout = _Layout(optimizer, optimizer_variables)
   found = _Found()
   parts = {}
-  counts = {}
-
-  def collect(node, inside_multisteps):
+  calls = None  # Keras' iteration: the calls the state counted
+  states, counters = _finder.find_states(state, _STATES, wrappers=_WRAPPERS)
+  for one in states:
+    node = one.state
     if isinstance(node, optax.MultiStepsState):
       found.multisteps += 1
       parts["gradient_accumulator"] = node.acc_grads
-      counts["multisteps"] = (node.gradient_step, node.mini_step)
-      walk(node.inner_opt_state, True)
-    elif isinstance(node, _INJECTED):
-      if not inside_multisteps:
-        counts["calls"] = node.count
-      found.injected_momentum = node.hyperparams.get(
-          "momentum", found.injected_momentum
-      )
-      walk(node.inner_state, inside_multisteps)
+      multisteps = node
     elif isinstance(node, _keras_transforms.EmaParamsState):
       found.ema += 1
       parts["average"] = node.ema_params
-      counts["ema"] = node.count
+      ema_count = node.count
     elif isinstance(node, _RMS_STATES):
       found.rms += 1
       parts["velocity"] = node.nu
-      found.centered = "mu" in node._fields
+      found.centered = _finder.has_field(node, "mu")
       if found.centered:
         parts["average_gradient"] = node.mu
-      if "count" in node._fields:
-        counts["updates" if inside_multisteps else "calls"] = node.count
-    elif isinstance(node, optax.TraceState):
+      found.injected_momentum = one.hyperparams.get("momentum")
+      rms_path = one.path
+    else:
       found.trace += 1
       parts["momentum"] = jax.tree.map(jnp.negative, node.trace)
-    elif isinstance(node, optax.ScaleByScheduleState):
-      counts["updates" if inside_multisteps else "calls"] = node.count
-    return node
-
-  def walk(tree, inside_multisteps):
-    jax.tree.map(
-        lambda node: collect(node, inside_multisteps),
-        tree,
-        is_leaf=lambda x: isinstance(x, _KNOWN),
-    )
-
-  walk(state, False)
   found.check(layout)
 
   steps = layout.steps
-  if "ema" in counts:
-    calls = int(counts["ema"])
-  elif "multisteps" in counts:
-    gradient_step, mini_step = counts["multisteps"]
-    calls = int(gradient_step) * steps + int(mini_step)
-  elif "calls" in counts:
-    calls = int(counts["calls"])
-  else:
-    calls = None
+  if found.ema:
+    calls = int(ema_count)
+  elif found.multisteps:
+    calls = int(multisteps.gradient_step) * steps + int(multisteps.mini_step)
+  else:  # each update is a call: the count of the updates
+    count = _finder.nearest_count(counters, rms_path)
+    calls = None if count is None else int(count)
   if iterations is not None:
     if calls is not None and calls != iterations:
       raise ValueError(
@@ -374,13 +343,11 @@ class _Found:
     """The likely cause of a momentum buffer mismatch, for the message."""
     if keras_has:
       return " (keras_rmsprop has one only where tx.init saw momentum > 0)"
-    value = self.injected_momentum
-    if value is not None and not isinstance(value, jax.core.Tracer):
-      if not np.asarray(value).any():
-        return (
-            " (its injected momentum is 0, but tx.init ran under jax.jit or"
-            " jax.eval_shape, where that value is traced: call it eagerly)"
-        )
+    if _switches.known_off(self.injected_momentum):
+      return (
+          " (its injected momentum is 0, but tx.init ran under jax.jit or"
+          " jax.eval_shape, where that value is traced: call it eagerly)"
+      )
     return ""
 
   def check(self, keras: "_Layout") -> None:

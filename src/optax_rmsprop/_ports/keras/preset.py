@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import optax
 
-from optax_rmsprop import _keras_transforms
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._ports.keras import transforms as _keras_transforms
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
 
 
 def keras_rmsprop(
@@ -242,7 +243,7 @@ def keras_rmsprop(
   switches = {"momentum": momentum}
   if clip is not None:
     switches[clip[0]] = clip[1]
-  core = _presets_args.init_decides(build, **switches)
+  core = _switches.init_decides(build, **switches)
   # Keras' order (base_optimizer.apply, backend/jax/optimizer.py): unscale;
   # accumulate, and on an updating call average, clip, decay and step; EMA.
   update = [core]
@@ -341,10 +342,7 @@ def _weight_decay_mask(patterns):
 
   def decayed(params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: regex.search(
-            jax.tree_util.keystr(path, simple=True, separator="/")
-        )
-        is None,
+        lambda path, _: regex.search(_trees.path_label(path)) is None,
         params,
     )
 

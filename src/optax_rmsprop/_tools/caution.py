@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
 
 
 def _caution_leaf(u, g, floor):
@@ -73,7 +73,7 @@ def cautious(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> import optax_rmsprop
-    >>> tx = optax_rmsprop.cautious(optax.sgd(1.0, momentum=0.9))
+    >>> tx = optax_rmsprop.tools.cautious(optax.sgd(1.0, momentum=0.9))
     >>> state = tx.init(jnp.zeros(4))
     >>> _, state = tx.update(jnp.array([1.0, 1.0, 1.0, 1.0]), state)
     >>> # momentum now points against the gradient in the last two coordinates
@@ -101,7 +101,7 @@ def cautious(
         lambda u, g: _caution_leaf(u, g, floor),
         new_updates,
         updates,
-        is_leaf=lambda x: x is None,
+        is_leaf=_trees.is_none,
     )
     return new_updates, state
 

@@ -7,9 +7,9 @@ from typing import Any, Callable, Optional, Union
 import jax
 import optax
 
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _transforms
-from optax_rmsprop import _validation
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._core import transforms as _transforms
+from optax_rmsprop._rules import validation as _validation
 
 
 def rmsprop(

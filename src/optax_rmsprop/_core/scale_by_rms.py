@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _numerics
-from optax_rmsprop import _programs
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import programs as _programs
+from optax_rmsprop._rules import numerics as _numerics
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
 
 # The state classes are optax's own, so that a state of optax.rmsprop and
 # one of ours are the same pytree: checkpoints, pickles and optax's

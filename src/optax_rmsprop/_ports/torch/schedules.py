@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _validation
+from optax_rmsprop._rules import validation as _validation
 
 
 class OneCycleSchedules(NamedTuple):
@@ -105,7 +105,9 @@ def torch_onecycle_schedules(
   Examples:
     >>> import optax
     >>> import optax_rmsprop
-    >>> s = optax_rmsprop.torch_onecycle_schedules(max_lr=0.1, total_steps=100)
+    >>> s = optax_rmsprop.torch.torch_onecycle_schedules(
+    ...     max_lr=0.1, total_steps=100
+    ... )
     >>> [round(float(s.lr(k)), 5) for k in (0, 29, 99)]
     [0.004, 0.1, 0.0]
     >>> [round(float(s.momentum(k)), 3) for k in (0, 29, 99)]

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _trees
+from optax_rmsprop._rules import trees as _trees
 
 
 def _is_none(x) -> bool:

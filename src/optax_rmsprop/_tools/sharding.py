@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import optax
 
-from optax_rmsprop import _stacked
-from optax_rmsprop import _trees
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._tools import stacked as _stacked
 
 
 def _replicated_like(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:

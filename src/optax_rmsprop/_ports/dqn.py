@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import optax
 
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import validation as _validation
 
 
 def dqn_rmsprop(
@@ -100,4 +100,4 @@ def dqn_rmsprop(
     )
 
   # No decay for weight_cost 0, decided by init (also for an injected value).
-  return _presets_args.init_decides(build, weight_cost=weight_cost)
+  return _switches.init_decides(build, weight_cost=weight_cost)

@@ -37,6 +37,12 @@ def map_leaves(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
   )
 
 
+def path_label(path: Any) -> str:
+  """A key path as a ``/``-separated name (``"layer/w"``, ``"0/nu"``), as
+  loggers and Keras' variable paths write it."""
+  return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+
+
 def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
   """(``keystr`` path, leaf) pairs, ``None`` leaves included."""
   return [

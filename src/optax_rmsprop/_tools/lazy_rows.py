@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _stacked
-from optax_rmsprop import _trees
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._tools import stacked as _stacked
 
 # Marks a leaf that is updated densely (a Python bool is a pytree leaf).
 _DENSE = False
@@ -39,8 +39,7 @@ def _row_activity(updates: Any, mask: Any, axis: int) -> Any:
       return _DENSE
     return jnp.any(g != 0, axis=tuple(range(axis + 1, jnp.ndim(g))))
 
-  is_none = lambda x: x is None
-  return jax.tree.map(activity, updates, mask, is_leaf=is_none)
+  return jax.tree.map(activity, updates, mask, is_leaf=_trees.is_none)
 
 
 def _keep_inactive_rows(new, old, active):
@@ -135,7 +134,7 @@ def lazy_rows(
     >>> import jax.numpy as jnp
     >>> import optax
     >>> import optax_rmsprop
-    >>> tx = optax_rmsprop.lazy_rows(optax.adam(0.1))
+    >>> tx = optax_rmsprop.tools.lazy_rows(optax.adam(0.1))
     >>> table = jnp.ones((3, 2))
     >>> state = tx.init(table)
     >>> grads = jnp.array([[1.0, 0.0], [0.0, 0.0], [0.0, -2.0]])
@@ -177,13 +176,10 @@ def _lazy(inner, mask, mask_name: str):
     _trees.check_mask(mask_name, mask, updates)
     active = _row_activity(updates, mask, _stacked.row_axis())
     new_updates, new_state = inner.update(updates, state, params, **extra_args)
-    new_updates = jax.tree.map(
-        lambda u, a: u
-        if u is None
-        else _keep_inactive_rows(u, jnp.zeros_like(u), a),
+    new_updates = _trees.map_leaves(
+        lambda u, a: _keep_inactive_rows(u, jnp.zeros_like(u), a),
         new_updates,
         active,
-        is_leaf=lambda x: x is None,
     )
     # Which leaves of the state mirror the params: inner.init on optax's
     # placeholder, the same discovery optax.tree.map_params does. Each such
@@ -194,14 +190,14 @@ def _lazy(inner, mask, mask_name: str):
         new_state,
         active,
         transform_non_params=lambda _: None,
-        is_leaf=lambda x: x is None,
+        is_leaf=_trees.is_none,
     )
     new_state = jax.tree.map(
         lambda a, n, o: _keep_inactive_rows(n, o, a),
         selector,
         new_state,
         state,
-        is_leaf=lambda x: x is None,
+        is_leaf=_trees.is_none,
     )
     return new_updates, new_state
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _trees
+from optax_rmsprop._rules import trees as _trees
 
 # optax's own transforms, bound at import: where a program substitutes ours
 # for optax's names (as the optax test-suite port does), these stay optax's.

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _caution
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _transforms
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._core import transforms as _transforms
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
+from optax_rmsprop._tools import caution as _caution
 
 
 def _decay_learning_rate(lr, corrected: bool, max_lr: Optional[float]):
@@ -58,12 +58,7 @@ def _multiplicative_decay(
       factor = (1 - rate).astype(p.dtype)
       return u + (p * factor - p).astype(u.dtype)
 
-    decayed = jax.tree.map(
-        lambda u, p: None if u is None else decay(u, p),
-        updates,
-        params,
-        is_leaf=lambda x: x is None,
-    )
+    decayed = _trees.map_leaves(decay, updates, params)
     return decayed, state
 
   return optax.GradientTransformation(lr_scaling.init, update_fn)
@@ -220,7 +215,7 @@ def timm_rmsprop_tf(
           f" optimizer was constructed with), got {peak!r}"
       )
   decay_lr = None  # the lr of the decoupled decay, checked now
-  if decoupled_decay and _presets_args.known_on(weight_decay) is not False:
+  if decoupled_decay and _switches.known_on(weight_decay) is not False:
     decay_lr = _decay_learning_rate(lr, corrected_weight_decay, max_lr)
 
   def build(on: dict[str, bool]):
@@ -255,6 +250,6 @@ def timm_rmsprop_tf(
 
   # No buffer (and so no caution) for momentum 0 and no decay for
   # weight_decay 0, decided by init (also for injected values).
-  return _presets_args.init_decides(
+  return _switches.init_decides(
       build, momentum=momentum, weight_decay=weight_decay
   )

@@ -17,80 +17,58 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _optax_compat
-from optax_rmsprop import _scale_by_rms
-from optax_rmsprop import _trees
+from optax_rmsprop._core import scale_by_rms as _scale_by_rms
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import optax_compat as _optax_compat
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._tools import state_finder as _finder
 
-_RMS_STATES = _scale_by_rms.RMS_STATE_TYPES
 _INJECT_STATES = _trees.INJECT_STATE_TYPES
-_STOP = (
-    _RMS_STATES
-    + _INJECT_STATES
-    + (
-        optax.ScaleByScheduleState,
-        optax.TraceState,
-    )
-)
+# The states holding torch's per-parameter buffers: optax's RMS states and
+# the momentum's TraceState.
+_BUFFER_STATES = _scale_by_rms.RMS_STATE_TYPES + (optax.TraceState,)
 _Pair = _optax_compat.SplitRealAndImaginaryArrays
 # torch's per-parameter state keys, in the order torch creates them.
 _KEYS = (("square_avg", "nu"), ("momentum_buffer", "trace"), ("grad_avg", "mu"))
 
 
-def _is_stop(x: Any) -> bool:
-  return isinstance(x, _STOP)
-
-
 def _has(node: Any, field: str) -> bool:
-  return field in node._fields and getattr(node, field) is not None
-
-
-class _Counter(NamedTuple):
-  """An update count and the subtree (key path) whose updates it counts."""
-
-  scope: tuple
-  value: jax.Array  # not `count`: a tuple method
+  return _finder.has_field(node, field) and getattr(node, field) is not None
 
 
 class _Node(NamedTuple):
   """A state holding per-parameter buffers (an RMS state or a TraceState)."""
 
-  path: tuple  # key path in the optimizer state
-  state: Any
+  found: _finder.Found
   entries: Dict[str, List[Any]]  # field -> entry per params leaf (or None)
 
 
-def _walk(tree, path, treedef, nodes, counters) -> None:
-  """Collects the buffer-holding states and the counters under ``tree``."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_stop)
-  for sub, node in flat:
-    here = path + tuple(sub)
-    if isinstance(node, _INJECT_STATES):
-      counters.append(_Counter(here, node.count))  # counts what it wraps
-      inner = here + (jax.tree_util.GetAttrKey("inner_state"),)
-      _walk(node.inner_state, inner, treedef, nodes, counters)
-    elif isinstance(node, optax.ScaleByScheduleState):
-      counters.append(_Counter(here[:-1], node.count))  # its chain's count
-    elif isinstance(node, _STOP):
-      if _has(node, "count"):  # the WithCount RMS states
-        counters.append(_Counter(here, node.count))
-      entries = {}
-      for field in ("nu", "mu", "trace"):
-        if _has(node, field):
-          try:
-            per_leaf = treedef.flatten_up_to(getattr(node, field))
-          except (ValueError, TypeError) as e:
-            raise ValueError(
-                f"the optimizer state at {jax.tree_util.keystr(here)} does"
-                " not follow the params tree given"
-            ) from e
-          entries[field] = [
-              None if isinstance(x, optax.MaskedNode) else x for x in per_leaf
-          ]
-      nodes.append(_Node(here, node, entries))
+def _find(opt_state, treedef) -> tuple[List[_Node], List[_finder.Counter]]:
+  """The buffer-holding states and the update counters in ``opt_state``.
 
-
-def _in_scope(path: tuple, scope: tuple) -> bool:
-  return path[: len(scope)] == scope
+  torch's ``step`` counts the updates of the torch optimizer, so MultiSteps'
+  ``gradient_step`` is no counter here (MultiSteps is walked through).
+  """
+  found, counters = _finder.find_states(
+      opt_state, _BUFFER_STATES, wrappers=_INJECT_STATES
+  )
+  nodes = []
+  for one in found:
+    entries = {}
+    for field in ("nu", "mu", "trace"):
+      if _has(one.state, field):
+        try:
+          per_leaf = treedef.flatten_up_to(getattr(one.state, field))
+        except (ValueError, TypeError) as e:
+          raise ValueError(
+              f"the optimizer state at {jax.tree_util.keystr(one.path)} does"
+              " not follow the params tree given"
+          ) from e
+        entries[field] = [
+            None if isinstance(x, optax.MaskedNode) else x for x in per_leaf
+        ]
+    nodes.append(_Node(one, entries))
+  return nodes, counters
 
 
 def _buffers_per_leaf(nodes: List[_Node], n: int, paths) -> List[Dict]:
@@ -196,16 +174,13 @@ def _leaf_paths(params) -> List[str]:
   return [jax.tree_util.keystr(path) or "(the params)" for path, _ in flat]
 
 
-def _injected_zero_momentum(opt_state) -> bool:
-  """Whether an ``inject_hyperparams`` state in ``opt_state`` holds a
+def _injected_zero_momentum(nodes: List[_Node]) -> bool:
+  """Whether an ``inject_hyperparams`` state around a buffer holds a
   concrete momentum of 0."""
-  is_inject = lambda x: isinstance(x, _INJECT_STATES)  # noqa: E731
-  for node in jax.tree.leaves(opt_state, is_leaf=is_inject):
-    momentum = node.hyperparams.get("momentum") if is_inject(node) else None
-    if momentum is not None and not isinstance(momentum, jax.core.Tracer):
-      if not np.asarray(momentum).any():
-        return True
-  return False
+  return any(
+      _switches.known_off(node.found.hyperparams.get("momentum"))
+      for node in nodes
+  )
 
 
 def _why(theirs: bool, field: str, zero_injected: bool) -> str:
@@ -310,7 +285,7 @@ def from_torch_state_dict(
     >>> torch_opt.step()
     >>> params = jnp.array(w.numpy())  # a copy: torch updates w in place
     >>> tx = optax_rmsprop.torch_rmsprop(lr=0.01, momentum=0.9)
-    >>> state = optax_rmsprop.from_torch_state_dict(
+    >>> state = optax_rmsprop.torch.from_torch_state_dict(
     ...     torch_opt.state_dict(), tx, params)
     >>> w.grad = torch.tensor([0.5, -1.0])
     >>> torch_opt.step()
@@ -341,9 +316,7 @@ def from_torch_state_dict(
   torch_state = state_dict["state"]
   ids = _torch_ids(names, treedef, param_groups, len(leaves), paths)
   opt_state = tx.init(params)
-  nodes: List[_Node] = []
-  counters: List[_Counter] = []
-  _walk(opt_state, (), treedef, nodes, counters)
+  nodes, counters = _find(opt_state, treedef)
   has = _buffers_per_leaf(nodes, len(leaves), paths)
 
   steps = {}  # leaf -> torch step
@@ -361,7 +334,7 @@ def from_torch_state_dict(
         has,
         entry,
         "state",
-        _injected_zero_momentum(opt_state),
+        _injected_zero_momentum(nodes),
     )
     steps[k] = int(_numpy(entry["step"]))
     for torch_key, field in _KEYS:
@@ -397,7 +370,10 @@ def from_torch_state_dict(
     covered = {
         k
         for k in steps
-        if any(_in_scope(nodes[i].path, scope) for i, _ in has[k].values())
+        if any(
+            _finder.in_scope(nodes[i].found.path, scope)
+            for i, _ in has[k].values()
+        )
     }
     return max((steps[k] for k in covered), default=0)
 
@@ -409,22 +385,14 @@ def from_torch_state_dict(
         )
         for f, entries in new_entries[i].items()
     }
-    replacements[node.path] = node.state._replace(**fields)
-  return _rebuild(opt_state, (), replacements, count_of)
+    replacements[node.found.path] = node.found.state._replace(**fields)
 
-
-def _rebuild(tree, path, replacements, count_of):
-  """``tree`` with its buffer states replaced and its counters set."""
-
-  def one(sub, node):
-    here = path + tuple(sub)
-    if isinstance(node, _INJECT_STATES):
-      count = count_of(here)
-      inner = here + (jax.tree_util.GetAttrKey("inner_state"),)
-      node = node._replace(
-          count=_count_like(count, node.count),
-          inner_state=_rebuild(node.inner_state, inner, replacements, count_of),
-      )
+  def rebuild(found: _finder.Found) -> Any:
+    """A state with the torch buffers, or a counter set to its scope's."""
+    node = found.state
+    if not isinstance(node, _BUFFER_STATES):  # a counter
+      count = count_of(_finder.scope_of(found))
+      node = node._replace(count=_count_like(count, node.count))
       if "hyperparams_states" in node._fields:  # schedules' own counts
         is_wrapped = lambda x: isinstance(x, _optax_compat.WrappedScheduleState)
         node = node._replace(
@@ -439,16 +407,14 @@ def _rebuild(tree, path, replacements, count_of):
             )
         )
       return node
-    if isinstance(node, optax.ScaleByScheduleState):
-      return node._replace(count=_count_like(count_of(here[:-1]), node.count))
-    if here in replacements:
-      new = replacements[here]
-      if _has(new, "count"):
-        new = new._replace(count=_count_like(count_of(here), new.count))
-      return new
-    return node
+    new = replacements[found.path]
+    if _has(new, "count"):
+      new = new._replace(count=_count_like(count_of(found.path), new.count))
+    return new
 
-  return jax.tree_util.tree_map_with_path(one, tree, is_leaf=_is_stop)
+  return _finder.map_states(
+      rebuild, opt_state, _BUFFER_STATES, wrappers=_INJECT_STATES
+  )
 
 
 def _count_like(value: int, template: jax.Array) -> jax.Array:
@@ -511,7 +477,7 @@ def to_torch_state_dict(
     >>> _, state = tx.update(jnp.array([0.5, -1.0]), state, params)
     >>> w = torch.tensor([1.0, 2.0])  # params after that update, in torch
     >>> torch_opt = torch.optim.RMSprop([w], lr=0.01, momentum=0.9)
-    >>> torch_opt.load_state_dict(optax_rmsprop.to_torch_state_dict(
+    >>> torch_opt.load_state_dict(optax_rmsprop.torch.to_torch_state_dict(
     ...     state, params, torch_opt.state_dict()["param_groups"], step=1))
     >>> torch_opt.state[w]["square_avg"]
     tensor([0.0025, 0.0100])
@@ -530,9 +496,7 @@ def to_torch_state_dict(
     groups[0]["params"] = list(range(len(leaves)))
   ids = _torch_ids(names, treedef, groups, len(leaves), paths)
   group_of = _group_of(groups)
-  nodes: List[_Node] = []
-  counters: List[_Counter] = []
-  _walk(opt_state, (), treedef, nodes, counters)
+  nodes, counters = _find(opt_state, treedef)
   has = _buffers_per_leaf(nodes, len(leaves), paths)
   scalar = (
       torch.float64
@@ -549,17 +513,13 @@ def to_torch_state_dict(
         has,
         group_of[torch_id],
         "group",
-        _injected_zero_momentum(opt_state),
+        _injected_zero_momentum(nodes),
     )
-    scopes = [
-        counter
-        for counter in counters
-        if any(
-            _in_scope(nodes[i].path, counter.scope) for i, _ in has[k].values()
-        )
-    ]
-    if scopes:
-      count = int(max(scopes, key=lambda c: len(c.scope)).value)
+    count = _finder.nearest_count(
+        counters, *[nodes[i].found.path for i, _ in has[k].values()]
+    )
+    if count is not None:
+      count = int(count)
     elif step is not None:
       count = int(step)
     else:

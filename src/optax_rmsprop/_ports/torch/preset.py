@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_rmsprop import _presets_args
-from optax_rmsprop import _rmsprop
-from optax_rmsprop import _validation
+from optax_rmsprop._core import rmsprop as _rmsprop
+from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import validation as _validation
 
 
 def torch_rmsprop(
@@ -158,7 +158,7 @@ def torch_rmsprop(
 
   # Like PyTorch, no buffer for momentum 0 and no decay for weight_decay 0,
   # decided by init also for injected (array) values.
-  return _presets_args.init_decides(
+  return _switches.init_decides(
       build,
       momentum=momentum,
       weight_decay=weight_decay,

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_rmsprop import _numerics
-from optax_rmsprop import _programs
-from optax_rmsprop import _trees
-from optax_rmsprop import _validation
+from optax_rmsprop._core import programs as _programs
+from optax_rmsprop._rules import numerics as _numerics
+from optax_rmsprop._rules import trees as _trees
+from optax_rmsprop._rules import validation as _validation
 
 
 def momentum(

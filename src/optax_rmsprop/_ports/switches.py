@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import optax
 
-from optax_rmsprop import _optax_compat
+from optax_rmsprop._rules import optax_compat as _optax_compat
 
 
 def known_on(value: Any) -> Optional[bool]:
@@ -35,6 +35,12 @@ def known_on(value: Any) -> Optional[bool]:
   if isinstance(value, jax.core.Tracer):
     return None
   return bool(np.asarray(value).any())
+
+
+def known_off(value: Any) -> bool:
+  """Whether ``value`` is a concrete 0 now (not None, a schedule or traced):
+  a feature switched off by a value given, e.g. an injected momentum."""
+  return value is not None and known_on(value) is False
 
 
 def _fits(skeleton: Any, state: Any) -> bool:

@@ -7,8 +7,8 @@ from typing import Any, Callable, Hashable, Mapping, Sequence, Union
 import jax
 import optax
 
-from optax_rmsprop import _presets_torch
-from optax_rmsprop import _trees
+from optax_rmsprop._ports.torch import preset as _torch_preset
+from optax_rmsprop._rules import trees as _trees
 
 
 def torch_param_groups(
@@ -73,7 +73,7 @@ def torch_param_groups(
     >>> import optax_rmsprop
     >>> params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     >>> labels = lambda p: jax.tree.map(lambda x: int(x.ndim < 2), p)
-    >>> tx = optax_rmsprop.torch_param_groups(
+    >>> tx = optax_rmsprop.torch.torch_param_groups(
     ...     [{"weight_decay": 1e-5}, {"weight_decay": 0.0}], labels,
     ...     lr=0.064, alpha=0.9, eps=0.0316, momentum=0.9)
     >>> state = tx.init(params)
@@ -118,9 +118,7 @@ def torch_param_groups(
           f"group {label!r} has 'params': drop it, the leaves of each group"
           " are chosen by `labels` (a label per params leaf)"
       )
-    transforms[label] = _presets_torch.torch_rmsprop(
-        **{**defaults, **overrides}
-    )
+    transforms[label] = _torch_preset.torch_rmsprop(**{**defaults, **overrides})
   return _checked_labels(
       optax.partition(transforms, labels), labels, set(transforms)
   )

@@ -1,0 +1,2 @@
+"""PyTorch: ``torch.optim.RMSprop`` preset, param groups, schedulers and
+state-dict conversion."""
