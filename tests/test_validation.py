@@ -117,3 +117,21 @@ def test_a_mask_leaf_that_is_not_a_bool_is_rejected(leaf):
   )
   with pytest.raises(TypeError, match=r"weight_decay_mask at \['w'\] must be a bool"):
     tx.update(params, tx.init(params), params)
+
+
+def test_complex_gradient_for_real_params_is_rejected_without_momentum():
+  """Plain rmsprop keeps only a real ν: the params tell that the parameter
+  is real, and apply_updates would silently drop the imaginary part."""
+  tx = optax_rmsprop.rmsprop(0.01)
+  params = jnp.ones(3)
+  grads = jnp.ones(3, jnp.complex64)
+  with pytest.raises(ValueError, match="complex but its parameter was real"):
+    tx.update(grads, tx.init(params), params)
+  complex_params = jnp.ones(3, jnp.complex64)
+  updates, _ = tx.update(grads, tx.init(complex_params), complex_params)
+  assert updates.dtype == jnp.complex64
+
+
+def test_weight_decay_mask_without_weight_decay_is_an_error():
+  with pytest.raises(ValueError, match="weight_decay_mask needs"):
+    optax_rmsprop.rmsprop(0.01, weight_decay_mask={"w": True})
