@@ -127,3 +127,23 @@ def test_a_label_naming_no_group_is_named():
   tx = optax_rmsprop.torch.torch_param_groups(GROUPS, {"w": "w", "b": "bias"})
   with pytest.raises(ValueError, match="'bias'.*name no group"):
     tx.init(problem.initial_params())
+
+
+def test_a_labels_function_is_called_on_the_params_so_a_frozen_param_stays_put():
+  """A labels function of the params labels a frozen param (None gradient)
+  from its param, not from its None gradient: its update is None, its state
+  does not move, and the other group steps as without it."""
+  params = problem.initial_params()
+  labels = lambda p: jax.tree.map(lambda x: "w" if x.ndim == 2 else "b", p)
+  tx = optax_rmsprop.torch.torch_param_groups(GROUPS, labels)
+  state = tx.init(params)
+  grads = {"w": jax.numpy.ones_like(params["w"]), "b": None}
+  updates, new_state = tx.update(grads, state, params)
+  assert updates["b"] is None
+  for a, e in zip(jax.tree.leaves(new_state.inner_states["b"]),
+                  jax.tree.leaves(state.inner_states["b"])):
+    np.testing.assert_array_equal(a, e)
+  alone = optax_rmsprop.torch_rmsprop(**GROUPS["w"])
+  expected, _ = alone.update({"w": grads["w"]}, alone.init({"w": params["w"]}),
+                             {"w": params["w"]})
+  np.testing.assert_array_equal(updates["w"], expected["w"])

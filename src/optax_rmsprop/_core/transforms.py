@@ -213,7 +213,7 @@ def keep_dtypes(
         lambda n, u: None if u is None else _numerics.cast(n, u.dtype),
         new_updates,
         updates,
-        is_leaf=lambda x: x is None,
+        is_leaf=_trees.is_none,
     )
     return new_updates, state
 

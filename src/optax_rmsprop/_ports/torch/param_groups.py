@@ -119,14 +119,18 @@ def torch_param_groups(
           " are chosen by `labels` (a label per params leaf)"
       )
     transforms[label] = _torch_preset.torch_rmsprop(**{**defaults, **overrides})
-  return _checked_labels(
-      optax.partition(transforms, labels), labels, set(transforms)
-  )
+  return _checked_labels(transforms, labels, set(transforms))
 
 
-def _checked_labels(tx, labels, known):
-  """``tx`` (same state) with ``labels`` checked against the params first:
-  a prefix of their tree, every label one of the groups'."""
+def _checked_labels(transforms, labels, known):
+  """``optax.partition(transforms, labels)`` with ``labels`` checked against
+  the params first: a prefix of their tree, every label one of the groups'.
+
+  A labels function is called on the params, as documented, at update too:
+  ``optax.partition`` would call it on the updates, where a frozen param's
+  None gradient gives a None label.
+  """
+  tx = optax.partition(transforms, labels)
 
   def check(tree):
     tree_labels = labels(tree) if callable(labels) else labels
@@ -145,7 +149,13 @@ def _checked_labels(tx, labels, known):
     return tx.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    check(updates)
-    return tx.update(updates, state, params, **extra_args)
+    if params is None or not callable(labels):
+      check(updates)
+      return tx.update(updates, state, params, **extra_args)
+    tree_labels = labels(params)
+    check(params)
+    return optax.partition(transforms, tree_labels).update(
+        updates, state, params, **extra_args
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
