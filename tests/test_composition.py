@@ -839,12 +839,6 @@ KNOWN_BUGS: list[tuple[Callable[[Case], bool], str]] = [
         " at init",
     ),
     (
-        lambda c: c.spec == "torch_param_groups" and c.tree == "frozen",
-        "torch_param_groups: the labels function (documented as one of the"
-        " params) is called on the updates by optax.partition, so a None"
-        " gradient gives a None label: pytree structure ValueError",
-    ),
-    (
         lambda c: c.spec.startswith("torch_rmsprop")
         and c.dtype == "complex64"
         and c.tree == "frozen",
