@@ -839,10 +839,11 @@ KNOWN_BUGS: list[tuple[Callable[[Case], bool], str]] = [
         " at init",
     ),
     (
-        lambda c: c.spec.startswith("torch_rmsprop")
+        lambda c: c.spec.startswith(("torch_rmsprop", "torch_param_groups"))
         and c.dtype == "complex64"
         and c.tree == "frozen",
-        "torch_rmsprop on complex params with a None gradient: the"
+        "torch_rmsprop (and torch_param_groups) on complex params with a"
+        " None gradient: the"
         " real/imaginary split keeps the None gradient as one leaf where the"
         " state has a (real, imaginary) pair: ValueError 'scale_by_rms: the"
         " gradient tree does not match the optimizer state' ('coupled weight"
