@@ -825,12 +825,6 @@ def _excluded(case: Case) -> Optional[str]:
 # empty tree has no leaf for a dtype bug to show on.)
 KNOWN_BUGS: list[tuple[Callable[[Case], bool], str]] = [
     (
-        lambda c: c.spec == "keras_rmsprop-ema-accum" and c.tree == "frozen",
-        "keras_rmsprop: a None gradient (frozen param) gives a zero update,"
-        " not None, with use_ema=True, and a pytree structure ValueError with"
-        " gradient_accumulation_steps=2",
-    ),
-    (
         lambda c: c.spec == "keras_rmsprop-ema-accum"
         and c.dtype == "complex64"
         and c.tree != "empty",

@@ -441,3 +441,41 @@ def test_keras_default_epsilon_matters_for_tiny_gradients():
   moved = np.max(np.abs(expected - w0))  # ~1.5e-3 over 5 steps
   wrong = run(optax_rmsprop.keras_rmsprop(epsilon=1e-8))
   assert np.max(np.abs(wrong - expected)) > 0.5 * moved  # ε matters here
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"use_ema": True, "ema_overwrite_frequency": 2},
+        {"gradient_accumulation_steps": 2},
+        {"use_ema": True, "ema_overwrite_frequency": 2,
+         "gradient_accumulation_steps": 2},
+    ],
+    ids=["ema", "accumulation", "ema-accumulation"],
+)
+def test_a_frozen_param_gets_none_updates_and_keeps_its_state(kwargs):
+  """A None gradient (frozen param, which Keras' _filter_empty_gradients
+  drops) gives a None update, on EMA overwrite steps too, and leaves its
+  EMA and accumulator untouched; the other param steps as without it."""
+  params = {"w": jnp.array([1.0, 2.0]), "frozen": jnp.array([3.0, -4.0])}
+  tx = optax_rmsprop.keras_rmsprop(learning_rate=0.1, **kwargs)
+  alone = optax_rmsprop.keras_rmsprop(learning_rate=0.1, **kwargs)
+  state = tx.init(params)
+  frozen_state = [
+      leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+      if "frozen" in jax.tree_util.keystr(path)
+  ]
+  alone_state = alone.init({"w": params["w"]})
+  for t in range(4):
+    g = jnp.array([0.5, -1.0]) * (t + 1)
+    updates, state = tx.update({"w": g, "frozen": None}, state, params)
+    expected, alone_state = alone.update({"w": g}, alone_state,
+                                         {"w": params["w"]})
+    assert updates["frozen"] is None
+    np.testing.assert_array_equal(updates["w"], expected["w"])
+  after = [
+      leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+      if "frozen" in jax.tree_util.keystr(path)
+  ]
+  for a, e in zip(after, frozen_state, strict=True):
+    np.testing.assert_array_equal(a, e)

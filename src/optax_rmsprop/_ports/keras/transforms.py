@@ -96,7 +96,13 @@ def accumulate_gradients(
 
   def update_fn(updates, state, params=None, **extra_args):
     # Keras: `g + acc_g`, in their promoted dtype, then stored in acc_g's.
-    summed = jax.tree.map(lambda g, a: g + a, updates, state.acc_grads)
+    # A None gradient (frozen param) stays None, its sum untouched.
+    summed = jax.tree.map(
+        lambda g, a: None if g is None else g + a,
+        updates,
+        state.acc_grads,
+        is_leaf=_is_none,
+    )
     emit = state.mini_step == steps - 1
     new_updates, new_inner = inner.update(
         summed, state.inner_opt_state, params, **extra_args
@@ -109,9 +115,12 @@ def accumulate_gradients(
         ),
         inner_opt_state=jax.tree.map(keep, new_inner, state.inner_opt_state),
         acc_grads=jax.tree.map(
-            lambda s, a: jnp.where(emit, jnp.zeros_like(a), s).astype(a.dtype),
+            lambda s, a: a
+            if s is None
+            else jnp.where(emit, jnp.zeros_like(a), s).astype(a.dtype),
             summed,
             state.acc_grads,
+            is_leaf=_is_none,
         ),
         skip_state=state.skip_state,
     )
@@ -158,8 +167,9 @@ def ema_params(
   :math:`k`, as in Keras' JAX backend. The overwrite returns the update
   :math:`e - p_{t-1}`, so ``optax.apply_updates`` gives :math:`e` exactly
   when :math:`e` and :math:`p_{t-1}` are within a factor 2 of each other
-  (Sterbenz), else to one rounding. ``None`` update leaves (no gradient)
-  count as zero updates: Keras averages every trainable variable.
+  (Sterbenz), else to one rounding. A ``None`` update leaf (no gradient: a
+  frozen param, which Keras' ``_filter_empty_gradients`` drops) keeps its
+  average and its ``None`` update.
   """
 
   def init_fn(params):
@@ -182,7 +192,9 @@ def ema_params(
     def average(u, e, p):
       if p is None:  # a None param: nothing to average
         return None
-      new_p = p if u is None else optax.apply_updates(p, u)
+      if u is None:  # a frozen param: its average does not move
+        return e
+      new_p = optax.apply_updates(p, u)
       alpha = (iterations != 0).astype(p.dtype) * momentum
       # Keras: add(multiply(m, average), multiply(subtract(1, m), var)).
       return alpha * e + (1 - alpha) * new_p
@@ -193,10 +205,8 @@ def ema_params(
     if overwrite is not None:
       updates = jax.tree.map(
           lambda u, e, p: u
-          if p is None
-          else jnp.where(
-              overwrite, e - p, jnp.zeros_like(p) if u is None else u
-          ),
+          if p is None or u is None
+          else jnp.where(overwrite, e - p, u),
           updates,
           new_ema,
           params,
