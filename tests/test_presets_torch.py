@@ -363,3 +363,30 @@ def test_torch_default_eps_matters_for_tiny_gradients():
     updates, state = wrong.update(jnp.asarray(g), state, q)
     q = optax.apply_updates(q, updates)
   assert np.max(np.abs(np.asarray(q) - expected)) > 0.5 * moved
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.1, "momentum": 0.9}])
+def test_a_frozen_complex_param_gets_a_none_update_and_keeps_its_state(kwargs):
+  """A None gradient of a complex param (split into a (real, imaginary) pair
+  of states) gives a None update and leaves its pair untouched; the other
+  params step as without it."""
+  params = {"z": jnp.array([1 + 1j, 2 - 1j], jnp.complex64),
+            "frozen": jnp.array([3 - 2j], jnp.complex64)}
+  tx = optax_rmsprop.torch_rmsprop(lr=0.1, **kwargs)
+  alone = optax_rmsprop.torch_rmsprop(lr=0.1, **kwargs)
+  state, alone_state = tx.init(params), alone.init({"z": params["z"]})
+  before = state
+  for t in range(3):
+    g = jnp.array([0.5 - 1j, -1 + 0.25j], jnp.complex64) * (t + 1)
+    updates, state = tx.update({"z": g, "frozen": None}, state, params)
+    expected, alone_state = alone.update({"z": g}, alone_state,
+                                         {"z": params["z"]})
+    assert updates["frozen"] is None
+    np.testing.assert_array_equal(updates["z"], expected["z"])
+  frozen = lambda s: [
+      leaf for path, leaf in jax.tree_util.tree_leaves_with_path(s)
+      if "frozen" in jax.tree_util.keystr(path)
+  ]
+  assert len(frozen(state)) == len(frozen(before)) > 0
+  for a, e in zip(frozen(state), frozen(tx.init(params))):
+    np.testing.assert_array_equal(a, e)

@@ -11,6 +11,7 @@ import optax
 
 from optax_rmsprop._core import rmsprop as _rmsprop
 from optax_rmsprop._ports import switches as _switches
+from optax_rmsprop._rules import optax_compat as _optax_compat
 from optax_rmsprop._rules import validation as _validation
 
 
@@ -154,7 +155,7 @@ def torch_rmsprop(
         coupled_weight_decay=weight_decay if on["weight_decay"] else None,
         maximize=maximize,
     )
-    return optax.contrib.split_real_and_imaginary(real_rmsprop)
+    return _split_real_and_imaginary(real_rmsprop)
 
   # Like PyTorch, no buffer for momentum 0 and no decay for weight_decay 0,
   # decided by init also for injected (array) values.
@@ -163,6 +164,46 @@ def torch_rmsprop(
       momentum=momentum,
       weight_decay=weight_decay,
   )
+
+
+def _split_real_and_imaginary(
+    inner: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """``optax.contrib.split_real_and_imaginary(inner)`` (same state), where a
+  None gradient of a complex param (given ``params``) is split too: into a
+  (None, None) pair, matching the state's (real, imaginary) pair, and back
+  into None. optax keeps it one None leaf: a tree mismatch in ``inner``."""
+  tx = optax.contrib.split_real_and_imaginary(inner)
+  pair = _optax_compat.SplitRealAndImaginaryArrays
+  is_pair = lambda x: isinstance(x, pair)
+  is_none = lambda x: x is None
+
+  def split(x):
+    return pair(x.real, x.imag) if jnp.iscomplexobj(x) else x
+
+  def split_gradient(g, p):
+    if g is None:
+      return pair(None, None) if jnp.iscomplexobj(p) else None
+    return split(g)
+
+  def merge(u):
+    if not is_pair(u):
+      return u
+    return None if u.real is None else u.real + u.imaginary * 1j
+
+  def update_fn(updates, state, params=None):
+    if params is None or not any(
+        g is None for g in jax.tree.leaves(updates, is_leaf=is_none)
+    ):
+      return tx.update(updates, state, params)
+    updates = jax.tree.map(split_gradient, updates, params, is_leaf=is_none)
+    updates, inner_state = inner.update(
+        updates, state.inner_state, jax.tree.map(split, params)
+    )
+    updates = jax.tree.map(merge, updates, is_leaf=is_pair)
+    return updates, type(state)(inner_state)
+
+  return optax.GradientTransformation(tx.init, update_fn)
 
 
 def _one_element_lr(lr: Any) -> Any:
