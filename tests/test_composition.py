@@ -193,7 +193,17 @@ SPECS = (
         R.rmsprop,
         dict(
             learning_rate=0.05, decay=0.9, eps=1e-8, initial_scale=0.0,
-            momentum=0.9,
+            momentum=0.9, nesterov=True, bias_correction=True,
+        ),
+        optax_ref=optax.rmsprop,
+    ),
+    Spec(
+        "rmsprop-optax-centered",
+        "rmsprop",
+        R.rmsprop,
+        dict(
+            learning_rate=0.05, decay=0.9, eps=1e-8, initial_scale=0.1,
+            eps_in_sqrt=False, centered=True,
         ),
         optax_ref=optax.rmsprop,
     ),
@@ -854,16 +864,6 @@ KNOWN_BUGS: list[tuple[Callable[[Case], bool], str]] = [
         " float32, use_ema makes the EMA state float32 (a state dtype"
         " change), global_clipnorm raises TypeError in"
         " optax.clip_by_global_norm (lax.select float32 vs bfloat16)",
-    ),
-    (
-        lambda c: c.spec.startswith("timm_rmsprop_tf")
-        and c.dtype == "float64"
-        and "inject" in c.wrappers
-        and c.tree != "empty",
-        "timm_rmsprop_tf(decoupled_decay=True) on float64 params: the factor"
-        " 1 - lr*wd is computed in float32 (jnp.asarray(weight_decay,"
-        " jnp.float32)), 1e-6 relative off timm's float64 step; injected"
-        " (float64) hyperparameters give the float64 step",
     ),
 ]
 

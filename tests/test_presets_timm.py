@@ -297,3 +297,17 @@ def test_transcribed_arguments_are_timms():
   ours = list(timm_reference.ARGUMENTS)
   theirs = list(inspect.signature(_real_rmsprop_tf()).parameters.values())[1:]
   assert [(p.name, p.default) for p in theirs] == ours
+
+
+def test_decoupled_decay_factor_is_computed_in_float64_for_float64_params():
+  """timm's p.mul_(1 - lr·λ) takes Python floats: on float64 params the
+  factor is float64, not 1 - lr·λ rounded to float32."""
+  with jax.enable_x64(True):
+    params = jnp.array([1.0, -3.0, 7.5], jnp.float64)
+    tx = optax_rmsprop.timm_rmsprop_tf(
+        lr=0.1, weight_decay=0.3, decoupled_decay=True)
+    # A zero gradient: the step is 0, only the decay moves the params.
+    updates, _ = tx.update(jnp.zeros_like(params), tx.init(params), params)
+    assert updates.dtype == jnp.float64
+    new = np.asarray(optax.apply_updates(params, updates))
+    np.testing.assert_array_equal(new, np.asarray(params) * (1.0 - 0.1 * 0.3))

@@ -50,12 +50,20 @@ def _multiplicative_decay(
           " tx.update(grads, state, params)"
       )
     updates, params = _trees.as_arrays(updates), _trees.as_arrays(params)
-    rate, state = lr_scaling.update(
-        jnp.asarray(weight_decay, jnp.float32), state
+    # lr·λ and 1 − lr·λ in the params' (real) dtype, float32 at least: timm
+    # computes them in float64 (Python floats), so float64 params need them
+    # in float64, not rounded to float32.
+    compute = lambda p: jnp.promote_types(jnp.finfo(p.dtype).dtype, jnp.float32)
+    dtypes = sorted(
+        {jnp.dtype(compute(p)) for p in jax.tree.leaves(params)}, key=str
     )
+    rates, state = lr_scaling.update(
+        tuple(jnp.asarray(weight_decay, d) for d in dtypes), state
+    )
+    rate_of = dict(zip(dtypes, rates))
 
     def decay(u, p):
-      factor = (1 - rate).astype(p.dtype)
+      factor = (1 - rate_of[jnp.dtype(compute(p))]).astype(p.dtype)
       return u + (p * factor - p).astype(u.dtype)
 
     decayed = _trees.map_leaves(decay, updates, params)
