@@ -273,3 +273,21 @@ def test_lazy_rows_around_stack_leaves_says_to_swap_them():
       optax_rmsprop.tools.stack_leaves(optax_rmsprop.rmsprop(0.1)))
   with pytest.raises(TypeError, match=r"stack_leaves\(lazy_rows\(inner\)\)"):
     tx.init({"a": jnp.ones((3, 2)), "b": jnp.ones((3, 2))})
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda tx: tx, lambda tx: optax.chain(optax.scale(1.0), tx)],
+    ids=["direct", "in_chain"],
+)
+def test_stack_leaves_inside_stack_leaves_is_refused_at_init(wrap):
+  """The outer stack_leaves already stacks the leaves (and could not restore
+  a frozen param's rows in a regrouped inner state): a clear error at init,
+  wherever the inner one sits."""
+  stack = optax_rmsprop.tools.stack_leaves
+  tx = stack(wrap(stack(optax_rmsprop.rmsprop(0.1))), max_group_size=2)
+  params = {"a": jnp.ones(3), "b": jnp.ones(3), "c": jnp.ones(2)}
+  with pytest.raises(ValueError, match="stack_leaves inside stack_leaves"):
+    tx.init(params)
+  # One stack_leaves still initialises.
+  stack(optax_rmsprop.rmsprop(0.1)).init(params)

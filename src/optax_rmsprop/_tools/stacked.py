@@ -61,6 +61,13 @@ _STACKED_UPDATE: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+# Set while stack_leaves runs its inner init: a stack_leaves inside one
+# refuses (see init_fn).
+_STACKED_INIT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stacked_init", default=False
+)
+
+
 def row_axis() -> int:
   """The axis of a parameter's rows in the leaves an update sees now: 1
   inside :func:`stack_leaves`, else 0."""
@@ -243,7 +250,8 @@ def stack_leaves(
     TypeError: from :func:`optax.tree_map_params`, which cannot see through
       the stacking (use :func:`state_shardings` for shardings).
     ValueError: at ``update``, if the gradient tree does not match the
-      params the state was built for.
+      params the state was built for; at ``init``, for a ``stack_leaves``
+      inside ``inner`` (the leaves are stacked already).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -267,6 +275,14 @@ def stack_leaves(
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
+    if _STACKED_INIT.get():
+      # Its groups would be the outer groups, already stacked (nothing more
+      # to stack), and the outer could not restore a frozen param's rows in
+      # the regrouped state.
+      raise ValueError(
+          "stack_leaves inside stack_leaves: the outer one already stacks"
+          " the leaves; use one stack_leaves(inner)"
+      )
     if _is_optax_placeholder(params):
       if _MAPPING_SHARDINGS.get():
         return StackedStateMarker()
@@ -282,9 +298,12 @@ def stack_leaves(
     groups = _groups(
         leaves, max_group_size, max_leaf_size, _PARAM_SHARDINGS.get()
     )
-    return StackLeavesState(
-        inner.init(_stack(leaves, groups)), groups, len(leaves)
-    )
+    token = _STACKED_INIT.set(True)
+    try:
+      inner_state = inner.init(_stack(leaves, groups))
+    finally:
+      _STACKED_INIT.reset(token)
+    return StackLeavesState(inner_state, groups, len(leaves))
 
   def update_fn(updates, state, params=None, **extra_args):
     updates = _trees.as_arrays(updates)
