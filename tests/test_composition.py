@@ -837,26 +837,6 @@ def _excluded(case: Case) -> Optional[str]:
 # an xfail(strict=True) so that it is seen, and noticed once fixed. (The
 # empty tree has no leaf for a dtype bug to show on.)
 KNOWN_BUGS: list[tuple[Callable[[Case], bool], str]] = [
-    (
-        lambda c: c.spec == "keras_rmsprop-ema-accum"
-        and c.dtype == "complex64"
-        and c.tree != "empty",
-        "keras_rmsprop(clipvalue=...) on complex params: jnp.clip's 'Clip"
-        " received a complex value' ValueError at update, not a clear error"
-        " at init",
-    ),
-    (
-        lambda c: c.spec.startswith("keras_rmsprop")
-        and c.dtype == "bfloat16"
-        and "inject" in c.wrappers
-        and c.tree != "empty",
-        "keras_rmsprop with float32 hyperparameters (inject_hyperparams'"
-        " default for a tree mixing float32 and bfloat16 params) on bfloat16"
-        " params: clipnorm, clipvalue and loss_scale_factor make the updates"
-        " float32, use_ema makes the EMA state float32 (a state dtype"
-        " change), global_clipnorm raises TypeError in"
-        " optax.clip_by_global_norm (lax.select float32 vs bfloat16)",
-    ),
 ]
 
 

@@ -479,3 +479,49 @@ def test_a_frozen_param_gets_none_updates_and_keeps_its_state(kwargs):
   ]
   for a, e in zip(after, frozen_state, strict=True):
     np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"clipnorm": 1.0},
+        {"clipvalue": 0.5},
+        {"global_clipnorm": 1.0},
+        {"loss_scale_factor": 2.0},
+        {"use_ema": True, "ema_momentum": 0.9, "ema_overwrite_frequency": 2},
+    ],
+    ids=lambda kw: next(iter(kw)),
+)
+def test_bfloat16_params_keep_their_dtype_with_float32_hyperparameters(kwargs):
+  """inject_hyperparams makes the hyperparameters float32 for a tree mixing
+  float32 and bfloat16 params: the bfloat16 updates and state stay bfloat16
+  (no promotion, no dtype error), the float32 ones float32."""
+  params = {"b": jnp.ones(3, jnp.bfloat16), "f": jnp.ones(2, jnp.float32)}
+  grads = {"b": jnp.full(3, 0.7, jnp.bfloat16),
+           "f": jnp.full(2, -0.3, jnp.float32)}
+  tx = optax.inject_hyperparams(
+      optax_rmsprop.keras_rmsprop,
+      static_args=("use_ema", "ema_overwrite_frequency"),
+  )(learning_rate=0.01, **kwargs)
+  state = tx.init(params)
+  dtypes = [x.dtype for x in jax.tree.leaves(state)]
+  step = jax.jit(tx.update)
+  for _ in range(2):
+    updates, state = step(grads, state, params)
+    assert updates["b"].dtype == jnp.bfloat16
+    assert updates["f"].dtype == jnp.float32
+    assert [x.dtype for x in jax.tree.leaves(state)] == dtypes
+
+
+def test_clipvalue_clips_a_complex_gradients_real_and_imaginary_parts():
+  """Keras has no complex variables; jnp.clip refuses complex values, so
+  clipvalue clips the real and imaginary parts each (as a real pair)."""
+  params = jnp.ones(2, jnp.complex64)
+  grads = jnp.array([3 - 0.2j, -0.1 + 4j], jnp.complex64)
+  tx = optax_rmsprop.keras_rmsprop(learning_rate=0.01, clipvalue=0.5)
+  plain = optax_rmsprop.keras_rmsprop(learning_rate=0.01)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  clipped = jnp.array([0.5 - 0.2j, -0.1 + 0.5j], jnp.complex64)
+  expected, _ = plain.update(clipped, plain.init(params), params)
+  assert updates.dtype == jnp.complex64
+  np.testing.assert_array_equal(updates, expected)

@@ -287,8 +287,8 @@ def _clip(clipnorm, clipvalue, global_clipnorm):
     _validation.check_nonnegative(arg, value)
   clips = {
       "clipnorm": _keras_transforms.clip_by_leaf_norm,
-      "global_clipnorm": optax.clip_by_global_norm,
-      "clipvalue": optax.clip,
+      "global_clipnorm": _keras_transforms.clip_by_global_norm,
+      "clipvalue": _keras_transforms.clip_by_value,
   }
   for arg, value in given.items():
     # Keras clips only for a threshold > 0: init decides, from the value.

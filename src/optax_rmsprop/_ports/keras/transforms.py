@@ -26,11 +26,54 @@ def _is_none(x) -> bool:
   return x is None
 
 
+def _like(x: jax.Array, g: jax.Array) -> jax.Array:
+  """``x`` in ``g``'s dtype: a float32 hyperparameter (inject_hyperparams'
+  default for a mixed tree) must not promote a bfloat16 update."""
+  return x if x.dtype == g.dtype else x.astype(g.dtype)
+
+
 def divide_by(divisor: jax.typing.ArrayLike) -> optax.GradientTransformation:
   """``g / divisor`` per leaf: Keras' loss-scale and accumulation division."""
   return optax.stateless(
-      lambda updates, params: jax.tree.map(lambda g: g / divisor, updates)
+      lambda updates, params: jax.tree.map(
+          lambda g: _like(g / divisor, g), updates
+      )
   )
+
+
+def clip_by_value(max_delta: jax.typing.ArrayLike):
+  """Keras' ``clipvalue``: ``optax.clip`` in each gradient's dtype; a complex
+  gradient's real and imaginary parts are clipped each (Keras has no
+  complex variables; ``jnp.clip`` refuses complex values)."""
+
+  def clip(g):
+    if jnp.iscomplexobj(g):
+      return _like(jax.lax.complex(clip(g.real), clip(g.imag)), g)
+    # Real: inject_hyperparams makes the threshold complex for complex params.
+    delta = jnp.real(jnp.asarray(max_delta))
+    return _like(jnp.clip(g, -delta, delta), g)
+
+  return optax.stateless(lambda updates, params: jax.tree.map(clip, updates))
+
+
+def clip_by_global_norm(max_norm: jax.typing.ArrayLike):
+  """Keras' ``global_clipnorm``: ``optax.clip_by_global_norm``, op for op,
+  with each clipped leaf kept in its dtype (optax's ``lax.select`` raises
+  for a float32 ``max_norm`` and bfloat16 gradients)."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    g_norm = optax.tree.norm(updates)
+    trigger = jnp.squeeze(g_norm < max_norm)
+
+    def clip(t):
+      return jax.lax.select(
+          trigger, t, _like((t / g_norm.astype(t.dtype)) * max_norm, t)
+      )
+
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
@@ -51,7 +94,7 @@ def clip_by_leaf_norm(max_norm: jax.typing.ArrayLike):
         jnp.sqrt(jnp.where(positive, l2sum, jnp.ones_like(l2sum))),
         l2sum,
     )
-    return (g * max_norm) / jnp.maximum(l2norm, max_norm)
+    return _like((g * max_norm) / jnp.maximum(l2norm, max_norm), g)
 
   return optax.stateless(lambda updates, params: jax.tree.map(clip, updates))
 
@@ -197,7 +240,7 @@ def ema_params(
       new_p = optax.apply_updates(p, u)
       alpha = (iterations != 0).astype(p.dtype) * momentum
       # Keras: add(multiply(m, average), multiply(subtract(1, m), var)).
-      return alpha * e + (1 - alpha) * new_p
+      return _like(alpha * e + (1 - alpha) * new_p, e)
 
     new_ema = jax.tree.map(
         average, updates, state.ema_params, params, is_leaf=_is_none
