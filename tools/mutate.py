@@ -1077,7 +1077,10 @@ MUTANTS = [
     "_ports/torch/state_dict.py",
     "new = new._replace(count=_count_like(count_of(found.path), new.count))",
     "new = new._replace(count=new.count)",
-    TORCH_STATE_DICT,
+    [
+      "tests/test_presets_torch_state_dict.py::"
+      "test_a_bias_corrected_states_own_count_is_torchs_step"
+    ],
     "from torch: a bias-corrected RMS state's own count left at 0",
   ),
   M(
@@ -1085,7 +1088,10 @@ MUTANTS = [
     "_ports/torch/state_dict.py",
     "return max((steps[k] for k in covered), default=0)",
     "return min((steps[k] for k in covered), default=0)",
-    TORCH_STATE_DICT,
+    [
+      "tests/test_presets_torch_state_dict.py::"
+      "test_a_count_over_params_of_different_steps_is_the_largest"
+    ],
     "from torch: a scope's count is its least-stepped param's (one added"
     " later), not its most-stepped",
   ),
