@@ -1186,7 +1186,10 @@ MUTANTS = [
     "_ports/keras/variables.py",
     "calls = int(multisteps.gradient_step) * steps + int(multisteps.mini_step)",
     "calls = int(multisteps.gradient_step) + int(multisteps.mini_step)",
-    KERAS_VARIABLES,
+    [
+      "tests/test_state_finder.py::"
+      "test_keras_state_under_multisteps_and_inject_round_trips"
+    ],
     "gradient accumulation: iterations = updates + mini_step, not"
     " updates × steps + mini_step",
   ),
@@ -1220,7 +1223,7 @@ MUTANTS = [
     "_tools/state_finder.py",
     "    if len(counter.scope) > depth and any(",
     "    if (depth < 0 or len(counter.scope) < depth) and any(",
-    INSPECT + TORCH_STATE_DICT,
+    ["tests/test_state_finder.py"],
     "a state's count comes from the outermost counter around it (an outer"
     " inject_hyperparams) instead of the innermost",
   ),
@@ -1229,7 +1232,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "hyperparams = {**hyperparams, **node.hyperparams}",
     "hyperparams = {**node.hyperparams, **hyperparams}",
-    INSPECT,
+    [
+      "tests/test_inspect.py::"
+      "test_nested_inject_hyperparams_the_innermost_value_wins"
+    ],
     "nested inject_hyperparams: the outer one's value wins over the inner",
   ),
   M(
@@ -1237,7 +1243,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "    return found.path[:-1]\n",
     "    return found.path\n",
-    INSPECT + TORCH_STATE_DICT,
+    [
+      "tests/test_inspect.py::"
+      "test_a_scale_by_schedule_count_counts_for_its_chain"
+    ],
     "a scale_by_schedule count covers only its own path, not its chain's"
     " states",
   ),
@@ -1246,7 +1255,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "        label = next_key.key",
     "        label = next_key.key if label is None else label",
-    INSPECT,
+    [
+      "tests/test_inspect.py::"
+      "test_nested_partitions_take_the_innermost_groups_learning_rate"
+    ],
     "nested partitions: a state's group is the outermost label, not the"
     " innermost",
   ),
@@ -1255,7 +1267,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "return Counter(found.path, state.gradient_step)",
     "return Counter(found.path, state.mini_step)",
-    INSPECT + KERAS_VARIABLES,
+    [
+      "tests/test_inspect.py::"
+      "test_multisteps_counts_its_updates_not_its_mini_steps"
+    ],
     "MultiSteps' counter is its mini step, not its update count",
   ),
 ]
