@@ -390,7 +390,20 @@ MUTANTS = [
     "lambda u, m: (None, m) if u is None else leaf(u, m)",
     "lambda u, m: (None, None) if u is None else leaf(u, m)",
     CONTRACT + ["tests/test_dropin_inputs.py"],
-    "a None gradient's buffer lost",
+    "a None gradient's buffer lost (in the own program)",
+    equivalent="a None gradient belongs to no program group, so"
+    " Partition.merge keeps its buffer from the old state (state.trace is"
+    " merge's base) whatever own_update returns for it; the merge's base is"
+    " mutated by momentum_none_drops_buffer_in_merge",
+  ),
+  M(
+    "momentum_none_drops_buffer_in_merge",
+    "_core/transforms.py",
+    "    new_trace = parts.merge(\n        state.trace,",
+    "    new_trace = parts.merge(\n"
+    "        jax.tree.map(lambda _: None, state.trace),",
+    CONTRACT + ["tests/test_dropin_inputs.py"],
+    "a None gradient's momentum buffer lost (set to None)",
   ),
   M(
     "decoupled_decay_sign",
