@@ -552,3 +552,60 @@ def test_errors_name_what_is_missing():
   with pytest.raises(ValueError, match="quantiles"):
     optax_rmsprop.rms_stats(plain, learning_rate=0.01, eps=1e-8,
                             quantiles=(1.5,))
+
+
+def _run(tx, params, steps=3):
+  state = tx.init(params)
+  for k in range(steps):
+    grads = jax.tree.map(lambda p, k=k: jnp.full_like(p, 0.5 * (k + 1)), params)
+    _, state = tx.update(grads, state, params)
+  return state
+
+
+def test_nested_inject_hyperparams_the_innermost_value_wins():
+  """An outer inject_hyperparams with its own learning_rate (here scaling a
+  later step) does not hide the RMS state's own injected one."""
+  inner = optax.inject_hyperparams(optax_rmsprop.rmsprop)(
+      learning_rate=0.1, eps=1e-8)
+  tx = optax.inject_hyperparams(
+      lambda learning_rate: optax.chain(inner, optax.scale(learning_rate))
+  )(learning_rate=0.5)
+  stats = optax_rmsprop.rms_stats(_run(tx, {"w": jnp.ones(3)}))
+  np.testing.assert_allclose(stats["learning_rate"], 0.1)
+
+
+def test_a_scale_by_schedule_count_counts_for_its_chain():
+  """optax.chain(scale_by_rms, scale_by_schedule): the schedule's count is
+  the chain's update count, so rms_stats can call the schedule with it."""
+  schedule = optax.exponential_decay(0.1, 1, 0.5)
+  tx = optax.chain(optax_rmsprop.scale_by_rms(), optax.scale_by_schedule(schedule))
+  stats = optax_rmsprop.rms_stats(
+      _run(tx, {"w": jnp.ones(3)}), learning_rate=schedule, eps=1e-8)
+  assert int(stats["count"]) == 3
+  np.testing.assert_allclose(stats["learning_rate"], schedule(2), rtol=1e-6)
+
+
+def test_multisteps_counts_its_updates_not_its_mini_steps():
+  """optax.MultiSteps around an RMS state without a count of its own: the
+  count is the updates made (gradient_step), not the calls into the current
+  accumulation (mini_step)."""
+  tx = optax.MultiSteps(optax_rmsprop.rmsprop(0.1), every_k_schedule=2)
+  state = _run(tx, {"w": jnp.ones(3)}, steps=5)
+  stats = optax_rmsprop.rms_stats(
+      state, learning_rate=lambda count: 0.1 * (count + 1), eps=1e-8)
+  assert int(stats["count"]) == 2
+  np.testing.assert_allclose(stats["learning_rate"], 0.2, rtol=1e-6)
+
+
+def test_nested_partitions_take_the_innermost_groups_learning_rate():
+  """A learning_rate dict keyed by group label: a state inside nested
+  optax.partition calls takes its innermost group's entry."""
+  params = {"w": jnp.ones(3), "v": jnp.ones(2)}
+  inner = optax.partition(
+      {"x": optax_rmsprop.rmsprop(0.1), "y": optax.sgd(0.3)},
+      {"w": "x", "v": "y"},
+  )
+  tx = optax.partition({"a": inner, "b": optax.sgd(0.3)}, {"w": "a", "v": "b"})
+  stats = optax_rmsprop.rms_stats(
+      _run(tx, params), learning_rate={"x": 0.1, "a": 0.2}, eps=1e-8)
+  np.testing.assert_allclose(stats["learning_rate"], 0.1)

@@ -1,4 +1,4 @@
-"""Every module in src/ has mutants in tools/mutate.py, and every mutant applies.
+"""Every module in src/ has mutants in tools/mutate.py; every mutant applies.
 
 A cheap CI guard for the mutation runner (the full run stays a script:
 ``python tools/mutate.py``): a module with code needs at least one mutant
@@ -98,7 +98,10 @@ def test_mutant_names_are_unique_and_tests_exist():
 
 
 def test_lines_of_code_skip_comments_blank_lines_and_docstrings():
-  source = '"""Doc.\n\nMore."""\n\n# c\ndef f():\n  """D."""\n  return (1 +\n    2)  # x\n'
+  source = (
+    '"""Doc.\n\nMore."""\n\n# c\ndef f():\n  """D."""\n'
+    "  return (1 +\n    2)  # x\n"
+  )
   assert _load_runner().lines_of_code(source) == 3
 
 

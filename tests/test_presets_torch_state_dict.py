@@ -346,3 +346,37 @@ def test_complex_torch_state_needs_the_view_as_real_split():
   with pytest.raises(ValueError, match="view-as-real split"):
     optax_rmsprop.torch.from_torch_state_dict(
         opt.state_dict(), core, jnp.ones(3, jnp.complex64))
+
+
+def _int_leaves(state):
+  return [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+
+
+def test_a_bias_corrected_states_own_count_is_torchs_step():
+  """Every update count in the state continues from torch's step, the count
+  a bias-corrected RMS state keeps for itself as well as a schedule's."""
+  checkpoint, params, _ = _torch_run("plain")
+  tx = optax_rmsprop.rmsprop(LR, bias_correction=True)
+  state = optax_rmsprop.torch.from_torch_state_dict(checkpoint, tx, params)
+  counts = _int_leaves(state)
+  assert counts and all(int(c) == N for c in counts), counts
+
+
+def test_a_count_over_params_of_different_steps_is_the_largest():
+  """A param without a gradient for a while (torch skips it: its step stays
+  behind) must not set a shared schedule's count back: the count is the
+  largest step among the params it counts for."""
+  w = torch.nn.Parameter(torch.ones(3))
+  b = torch.nn.Parameter(torch.ones(2))
+  opt = torch.optim.RMSprop([w, b], lr=LR)
+  for k in range(5):
+    w.grad = torch.ones(3)
+    b.grad = torch.ones(2) if k < 2 else None
+    opt.step()
+  assert [int(s["step"]) for s in opt.state_dict()["state"].values()] == [5, 2]
+  tx = optax_rmsprop.torch_rmsprop(lr=optax.exponential_decay(LR, 1, GAMMA))
+  state = optax_rmsprop.torch.from_torch_state_dict(
+      opt.state_dict(), tx, {"w": jnp.ones(3), "b": jnp.ones(2)},
+      names={"w": 0, "b": 1})
+  counts = _int_leaves(state)
+  assert counts and all(int(c) == 5 for c in counts), counts

@@ -110,7 +110,7 @@ class Mutant:
 
 M = Mutant
 MUTANTS = [
-  # -- scale_by_rms: the moments ---------------------------------------------
+  # -- scale_by_rms: the moments -----------------------------------------------
   M(
     "nu_ema_weights_swapped",
     "_core/scale_by_rms.py",
@@ -213,7 +213,8 @@ MUTANTS = [
   M(
     "none_gradient_drops_state",
     "_core/scale_by_rms.py",
-    "new_nu = parts.merge(state.nu, {k: s.nu for k, (_, s) in results.items()})",
+    "new_nu = parts.merge(state.nu, {k: s.nu for k, (_, s) in"
+    " results.items()})",
     "new_nu = parts.merge(\n"
     "        jax.tree.map(lambda _: None, state.nu),\n"
     "        {k: s.nu for k, (_, s) in results.items()},\n"
@@ -224,7 +225,8 @@ MUTANTS = [
   M(
     "none_gradient_drops_mu",
     "_core/scale_by_rms.py",
-    "new_mu = parts.merge(state.mu, {k: s.mu for k, (_, s) in results.items()})",
+    "new_mu = parts.merge(state.mu, {k: s.mu for k, (_, s) in"
+    " results.items()})",
     "new_mu = parts.merge(\n"
     "          jax.tree.map(lambda _: None, state.mu),\n"
     "          {k: s.mu for k, (_, s) in results.items()},\n"
@@ -232,7 +234,7 @@ MUTANTS = [
     CONTRACT + ["tests/test_dropin_inputs.py"] + PINNED,
     "centered: a None gradient's μ lost",
   ),
-  # -- scale_by_rms: the scaling ---------------------------------------------
+  # -- scale_by_rms: the scaling -----------------------------------------------
   M(
     "eps_placement_swapped",
     "_core/scale_by_rms.py",
@@ -281,7 +283,7 @@ MUTANTS = [
     CORE,
     "rsqrt where 1/x belongs",
   ),
-  # -- bias correction -------------------------------------------------------
+  # -- bias correction ---------------------------------------------------------
   M(
     "bias_correction_exponent_plus_one",
     "_core/scale_by_rms.py",
@@ -306,7 +308,7 @@ MUTANTS = [
     CORE,
     "t stays 0",
   ),
-  # -- numerics --------------------------------------------------------------
+  # -- numerics ----------------------------------------------------------------
   M(
     "no_float32_promotion",
     "_rules/numerics.py",
@@ -355,7 +357,7 @@ MUTANTS = [
     NONFINITE + PINNED,
     "an inf gradient saturates to a finite update",
   ),
-  # -- momentum and the chain ------------------------------------------------
+  # -- momentum and the chain --------------------------------------------------
   M(
     "momentum_weights_swapped",
     "_core/transforms.py",
@@ -388,7 +390,20 @@ MUTANTS = [
     "lambda u, m: (None, m) if u is None else leaf(u, m)",
     "lambda u, m: (None, None) if u is None else leaf(u, m)",
     CONTRACT + ["tests/test_dropin_inputs.py"],
-    "a None gradient's buffer lost",
+    "a None gradient's buffer lost (in the own program)",
+    equivalent="a None gradient belongs to no program group, so"
+    " Partition.merge keeps its buffer from the old state (state.trace is"
+    " merge's base) whatever own_update returns for it; the merge's base is"
+    " mutated by momentum_none_drops_buffer_in_merge",
+  ),
+  M(
+    "momentum_none_drops_buffer_in_merge",
+    "_core/transforms.py",
+    "    new_trace = parts.merge(\n        state.trace,",
+    "    new_trace = parts.merge(\n"
+    "        jax.tree.map(lambda _: None, state.trace),",
+    CONTRACT + ["tests/test_dropin_inputs.py"],
+    "a None gradient's momentum buffer lost (set to None)",
   ),
   M(
     "decoupled_decay_sign",
@@ -438,7 +453,7 @@ MUTANTS = [
     CONTRACT + PINNED,
     "weight_decay_mask ignored by the decoupled decay",
   ),
-  # -- presets: defaults and conventions -------------------------------------
+  # -- presets: defaults and conventions ---------------------------------------
   M(
     "keras_default_epsilon",
     "_ports/keras/preset.py",
@@ -458,8 +473,10 @@ MUTANTS = [
   M(
     "keras_lr_outside_momentum",
     "_ports/keras/preset.py",
-    "        lr_in_momentum=True,\n        decoupled_weight_decay=weight_decay,",
-    "        lr_in_momentum=False,\n        decoupled_weight_decay=weight_decay,",
+    "        lr_in_momentum=True,\n       "
+    " decoupled_weight_decay=weight_decay,",
+    "        lr_in_momentum=False,\n       "
+    " decoupled_weight_decay=weight_decay,",
     preset("keras"),
     "Keras with PyTorch's momentum placement",
   ),
@@ -551,7 +568,7 @@ MUTANTS = [
     preset("dqn"),
     "DQN's ρ = 0.95 -> 0.9",
   ),
-  # -- wrappers --------------------------------------------------------------
+  # -- wrappers ----------------------------------------------------------------
   M(
     "lazy_rows_all_instead_of_any",
     "_tools/lazy_rows.py",
@@ -616,7 +633,7 @@ MUTANTS = [
     preset("keras"),
     "clipnorm scales up small gradients",
   ),
-  # -- validation ------------------------------------------------------------
+  # -- validation --------------------------------------------------------------
   M(
     "nan_hyperparameter_accepted",
     "_rules/validation.py",
@@ -658,7 +675,7 @@ MUTANTS = [
     ["tests/test_validation.py"] + PINNED + FUZZ,
     "None accepted for a number",
   ),
-  # -- programs: which leaves run optax's own program ------------------------
+  # -- programs: which leaves run optax's own program --------------------------
   M(
     "programs_state_dtype_ignored",
     "_core/programs.py",
@@ -775,7 +792,7 @@ MUTANTS = [
     "caution with coupled decay: the decay is added twice (before caution"
     " and inside rmsprop)",
   ),
-  # -- torch param groups --------------------------------------------------------
+  # -- torch param groups ------------------------------------------------------
   M(
     "param_groups_defaults_override_the_group",
     "_ports/torch/param_groups.py",
@@ -792,7 +809,7 @@ MUTANTS = [
     ["tests/test_presets_torch_groups.py"],
     "a label naming no group is not reported (optax.partition's KeyError)",
   ),
-  # -- torch OneCycleLR ----------------------------------------------------------
+  # -- torch OneCycleLR --------------------------------------------------------
   M(
     "onecycle_first_phase_ends_one_late",
     "_ports/torch/schedules.py",
@@ -826,7 +843,7 @@ MUTANTS = [
     ["tests/test_presets_torch_schedules.py"],
     "the final lr is max_lr / d_f instead of (max_lr / d) / d_f",
   ),
-  # -- optax_compat --------------------------------------------------------------
+  # -- optax_compat ------------------------------------------------------------
   M(
     "optax_compat_split_class_is_the_wrapper",
     "_rules/optax_compat.py",
@@ -835,7 +852,7 @@ MUTANTS = [
     ["tests/test_optax_compat.py"],
     "the split real/imaginary class taken one level too high (TraceState)",
   ),
-  # -- trees: the tree rules -----------------------------------------------------
+  # -- trees: the tree rules ---------------------------------------------------
   M(
     "trees_integer_leaves_accepted",
     "_rules/trees.py",
@@ -908,7 +925,7 @@ MUTANTS = [
     ["tests/test_lazy_rows.py"],
     "leaves the mask leaves dense are lazy too",
   ),
-  # -- stacked / sharding ----------------------------------------------------------
+  # -- stacked / sharding ------------------------------------------------------
   M(
     "stacked_row_axis_is_the_stacking_axis",
     "_tools/stacked.py",
@@ -950,7 +967,7 @@ MUTANTS = [
     ["tests/test_sharding.py::test_init_sharded_follows_params_on_auto_and_explicit_mesh"],
     "init_sharded compiles init without the state's shardings",
   ),
-  # -- rms_stats (inspect) -------------------------------------------------------
+  # -- rms_stats (inspect) -----------------------------------------------------
   M(
     "rms_stats_step_size_not_mirrored",
     "_tools/inspect.py",
@@ -1008,7 +1025,8 @@ MUTANTS = [
   M(
     "rms_stats_bias_correction_exponent_plus_one",
     "_tools/inspect.py",
-    "correction = jnp.where(t > 0, 1 - jnp.asarray(decay, jnp.float32) ** t, 1.0)",
+    "correction = jnp.where(t > 0, 1 - jnp.asarray(decay, jnp.float32)"
+    " ** t, 1.0)",
     "correction = jnp.where(\n"
     "        t > 0, 1 - jnp.asarray(decay, jnp.float32) ** (t + 1), 1.0\n"
     "    )",
@@ -1018,7 +1036,8 @@ MUTANTS = [
   M(
     "rms_stats_centered_mu_not_corrected",
     "_tools/inspect.py",
-    "  if correction is not None:\n    mu_hat = mu_hat / correction.astype(dtype)\n",
+    "  if correction is not None:\n    mu_hat = mu_hat /"
+    " correction.astype(dtype)\n",
     "",
     INSPECT,
     "centered with bias correction: μ̂ left uncorrected in v = ν̂ - |μ̂|²",
@@ -1043,8 +1062,10 @@ MUTANTS = [
   M(
     "torch_state_dict_keys_swapped",
     "_ports/torch/state_dict.py",
-    '_KEYS = (("square_avg", "nu"), ("momentum_buffer", "trace"), ("grad_avg", "mu"))',
-    '_KEYS = (("square_avg", "mu"), ("momentum_buffer", "trace"), ("grad_avg", "nu"))',
+    '_KEYS = (("square_avg", "nu"), ("momentum_buffer", "trace"),'
+    ' ("grad_avg", "mu"))',
+    '_KEYS = (("square_avg", "mu"), ("momentum_buffer", "trace"),'
+    ' ("grad_avg", "nu"))',
     TORCH_STATE_DICT,
     "square_avg and grad_avg swapped between ν and μ",
   ),
@@ -1077,7 +1098,10 @@ MUTANTS = [
     "_ports/torch/state_dict.py",
     "new = new._replace(count=_count_like(count_of(found.path), new.count))",
     "new = new._replace(count=new.count)",
-    TORCH_STATE_DICT,
+    [
+      "tests/test_presets_torch_state_dict.py::"
+      "test_a_bias_corrected_states_own_count_is_torchs_step"
+    ],
     "from torch: a bias-corrected RMS state's own count left at 0",
   ),
   M(
@@ -1085,7 +1109,10 @@ MUTANTS = [
     "_ports/torch/state_dict.py",
     "return max((steps[k] for k in covered), default=0)",
     "return min((steps[k] for k in covered), default=0)",
-    TORCH_STATE_DICT,
+    [
+      "tests/test_presets_torch_state_dict.py::"
+      "test_a_count_over_params_of_different_steps_is_the_largest"
+    ],
     "from torch: a scope's count is its least-stepped param's (one added"
     " later), not its most-stepped",
   ),
@@ -1131,7 +1158,7 @@ MUTANTS = [
     TORCH_STATE_DICT,
     "to torch: step written one ahead of the update count",
   ),
-  # -- Keras variables converters -------------------------------------------------
+  # -- Keras variables converters ----------------------------------------------
   M(
     "keras_variables_mu_from_velocity",
     "_ports/keras/variables.py",
@@ -1180,7 +1207,10 @@ MUTANTS = [
     "_ports/keras/variables.py",
     "calls = int(multisteps.gradient_step) * steps + int(multisteps.mini_step)",
     "calls = int(multisteps.gradient_step) + int(multisteps.mini_step)",
-    KERAS_VARIABLES,
+    [
+      "tests/test_state_finder.py::"
+      "test_keras_state_under_multisteps_and_inject_round_trips"
+    ],
     "gradient accumulation: iterations = updates + mini_step, not"
     " updates × steps + mini_step",
   ),
@@ -1208,13 +1238,13 @@ MUTANTS = [
     KERAS_VARIABLES,
     "variable_paths ignored: leaves matched to Keras variables by position",
   ),
-  # -- state_finder: the one walk over optimizer states -------------------------
+  # -- state_finder: the one walk over optimizer states ------------------------
   M(
     "state_finder_outer_count_wins",
     "_tools/state_finder.py",
     "    if len(counter.scope) > depth and any(",
     "    if (depth < 0 or len(counter.scope) < depth) and any(",
-    INSPECT + TORCH_STATE_DICT,
+    ["tests/test_state_finder.py"],
     "a state's count comes from the outermost counter around it (an outer"
     " inject_hyperparams) instead of the innermost",
   ),
@@ -1223,7 +1253,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "hyperparams = {**hyperparams, **node.hyperparams}",
     "hyperparams = {**node.hyperparams, **hyperparams}",
-    INSPECT,
+    [
+      "tests/test_inspect.py::"
+      "test_nested_inject_hyperparams_the_innermost_value_wins"
+    ],
     "nested inject_hyperparams: the outer one's value wins over the inner",
   ),
   M(
@@ -1231,7 +1264,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "    return found.path[:-1]\n",
     "    return found.path\n",
-    INSPECT + TORCH_STATE_DICT,
+    [
+      "tests/test_inspect.py::"
+      "test_a_scale_by_schedule_count_counts_for_its_chain"
+    ],
     "a scale_by_schedule count covers only its own path, not its chain's"
     " states",
   ),
@@ -1240,7 +1276,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "        label = next_key.key",
     "        label = next_key.key if label is None else label",
-    INSPECT,
+    [
+      "tests/test_inspect.py::"
+      "test_nested_partitions_take_the_innermost_groups_learning_rate"
+    ],
     "nested partitions: a state's group is the outermost label, not the"
     " innermost",
   ),
@@ -1249,7 +1288,10 @@ MUTANTS = [
     "_tools/state_finder.py",
     "return Counter(found.path, state.gradient_step)",
     "return Counter(found.path, state.mini_step)",
-    INSPECT + KERAS_VARIABLES,
+    [
+      "tests/test_inspect.py::"
+      "test_multisteps_counts_its_updates_not_its_mini_steps"
+    ],
     "MultiSteps' counter is its mini step, not its update count",
   ),
 ]
