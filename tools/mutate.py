@@ -197,8 +197,8 @@ MUTANTS = [
   M(
     "initial_scale_ignored",
     "_core/scale_by_rms.py",
-    "p, initial_scale, _numerics.storage_dtype(p, nu_dtype, real=True)",
-    "p, 0.0, _numerics.storage_dtype(p, nu_dtype, real=True)",
+    "            else initial_scale,\n",
+    "            else 0.0,\n",
     CORE,
     "ν₀ = 0 whatever initial_scale says",
   ),
