@@ -209,8 +209,11 @@ def keep_dtypes(
 
   def update_fn(updates, state, params=None):
     new_updates, state = tx.update(updates, state, params)
+    # (A Python-number update has no dtype of its own to keep.)
     new_updates = jax.tree.map(
-        lambda n, u: None if u is None else _numerics.cast(n, u.dtype),
+        lambda n, u: n
+        if not hasattr(u, "dtype")
+        else _numerics.cast(n, u.dtype),
         new_updates,
         updates,
         is_leaf=_trees.is_none,

@@ -22,14 +22,14 @@ import optax
 from optax_rmsprop._rules import trees as _trees
 
 
-def _is_none(x) -> bool:
-  return x is None
-
-
 def _like(x: jax.Array, g: jax.Array) -> jax.Array:
   """``x`` in ``g``'s dtype: a float32 hyperparameter (inject_hyperparams'
-  default for a mixed tree) must not promote a bfloat16 update."""
-  return x if x.dtype == g.dtype else x.astype(g.dtype)
+  default for a mixed tree) must not promote a bfloat16 update. (A Python
+  number ``g`` has no dtype to keep.)"""
+  dtype = getattr(g, "dtype", None)
+  if dtype is None or getattr(x, "dtype", None) == dtype:
+    return x
+  return jnp.asarray(x).astype(dtype)
 
 
 def divide_by(divisor: jax.typing.ArrayLike) -> optax.GradientTransformation:
@@ -144,7 +144,7 @@ def accumulate_gradients(
         lambda g, a: None if g is None else g + a,
         updates,
         state.acc_grads,
-        is_leaf=_is_none,
+        is_leaf=_trees.is_none,
     )
     emit = state.mini_step == steps - 1
     new_updates, new_inner = inner.update(
@@ -163,7 +163,7 @@ def accumulate_gradients(
             else jnp.where(emit, jnp.zeros_like(a), s).astype(a.dtype),
             summed,
             state.acc_grads,
-            is_leaf=_is_none,
+            is_leaf=_trees.is_none,
         ),
         skip_state=state.skip_state,
     )
@@ -243,7 +243,7 @@ def ema_params(
       return _like(alpha * e + (1 - alpha) * new_p, e)
 
     new_ema = jax.tree.map(
-        average, updates, state.ema_params, params, is_leaf=_is_none
+        average, updates, state.ema_params, params, is_leaf=_trees.is_none
     )
     if overwrite is not None:
       updates = jax.tree.map(
@@ -253,7 +253,7 @@ def ema_params(
           updates,
           new_ema,
           params,
-          is_leaf=_is_none,
+          is_leaf=_trees.is_none,
       )
     new_state = EmaParamsState(
         count=optax.safe_increment(state.count), ema_params=new_ema
