@@ -185,7 +185,7 @@ def scale_by_rms(
       \hat\mu_t \leftarrow \mu_t / (1 - \rho^t)
         && \text{if bias\_correction, else } \hat\nu_t = \nu_t,
            \hat\mu_t = \mu_t \\
-      v_t &\leftarrow \max(\hat\nu_t - |\hat\mu_t|^2,\ 0)
+      v_t &\leftarrow \hat\nu_t - |\hat\mu_t|^2
         && \text{if centered, else } v_t = \hat\nu_t \\
       u_t &\leftarrow \begin{cases}
         g_t / \sqrt{v_t + \epsilon} & \text{if eps\_in\_sqrt} \\
