@@ -72,3 +72,19 @@ def test_tree_map_params_on_stack_leaves_is_recognised():
   state = tx.init({"a": jnp.ones(3)})
   with pytest.raises(TypeError, match="state_shardings"):
     optax.tree_map_params(tx, lambda x: x, state)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_bias_corrected_state_is_optaxs_class(centered):
+  """The ...WithCountState classes optax does not export: ours are its own
+  (a bias-corrected optax state continues under ours and back)."""
+  import jax.numpy as jnp
+
+  params = jnp.ones(3)
+  ours = optax_rmsprop.scale_by_rms(centered=centered, bias_correction=True)
+  make = optax.scale_by_stddev if centered else optax.scale_by_rms
+  theirs = make(bias_correction=True)
+  state = theirs.init(params)
+  assert type(ours.init(params)) is type(state)
+  _, new_state = ours.update(jnp.full(3, 0.5), state)
+  assert type(new_state) is type(state) and int(new_state.count) == 1

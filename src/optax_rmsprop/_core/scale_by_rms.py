@@ -11,22 +11,17 @@ import optax
 
 from optax_rmsprop._core import programs as _programs
 from optax_rmsprop._rules import numerics as _numerics
+from optax_rmsprop._rules import optax_compat as _optax_compat
 from optax_rmsprop._rules import trees as _trees
 from optax_rmsprop._rules import validation as _validation
 
 # The state classes are optax's own, so that a state of optax.rmsprop and
 # one of ours are the same pytree: checkpoints, pickles and optax's
 # tree utilities (tree_get, tree_map_params) work across the two.
-# optax does not export the ...WithCountState classes: they are the types
-# its public factories' states have (eval_shape: no computation at import).
 ScaleByRmsState = optax.ScaleByRmsState
-ScaleByRmsWithCountState = type(
-    jax.eval_shape(optax.scale_by_rms(bias_correction=True).init, {})
-)
+ScaleByRmsWithCountState = _optax_compat.ScaleByRmsWithCountState
 ScaleByRStdDevState = optax.ScaleByRStdDevState
-ScaleByRStdDevWithCountState = type(
-    jax.eval_shape(optax.scale_by_stddev(bias_correction=True).init, {})
-)
+ScaleByRStdDevWithCountState = _optax_compat.ScaleByRStdDevWithCountState
 
 RMS_STATE_TYPES = (
     ScaleByRmsState,

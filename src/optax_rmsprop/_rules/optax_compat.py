@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -47,3 +48,12 @@ SplitRealAndImaginaryArrays: Any = type(
 # The per-schedule state (``count``) that optax.inject_hyperparams keeps in
 # ``hyperparams_states`` for a schedule of the count (optax.WrappedSchedule).
 WrappedScheduleState: Any = type(optax.WrappedSchedule(lambda count: 0).init())
+
+# optax.scale_by_rms / scale_by_stddev's states with bias correction (a
+# ``count`` first). eval_shape: the type only, no computation at import.
+ScaleByRmsWithCountState: Any = type(
+    jax.eval_shape(optax.scale_by_rms(bias_correction=True).init, {})
+)
+ScaleByRStdDevWithCountState: Any = type(
+    jax.eval_shape(optax.scale_by_stddev(bias_correction=True).init, {})
+)
